@@ -25,17 +25,13 @@ def register_op(name: str, factory: OpFactory | None = None, *, overwrite: bool 
     The module must map ``(N, C_in, H, W)`` to ``(N, C_out, ceil(H / stride), ceil(W / stride))``.
     """
     if not isinstance(name, str) or not OP_NAME.match(name):
-        raise ValueError(
-            f"invalid operation name {name!r}: use letters, digits and '_' (not starting with a digit)"
-        )
+        raise ValueError(f"invalid operation name {name!r}: use letters, digits and '_' (not starting with a digit)")
 
     def _register(f: OpFactory) -> OpFactory:
         if not callable(f):
             raise TypeError(f"operation {name!r}: factory must be callable, got {f!r}")
         if name in _REGISTRY and not overwrite and _REGISTRY[name] is not f:
-            raise ValueError(
-                f"operation {name!r} is already registered; pass overwrite=True to replace it"
-            )
+            raise ValueError(f"operation {name!r} is already registered; pass overwrite=True to replace it")
         _REGISTRY[name] = f
         return f
 

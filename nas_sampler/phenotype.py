@@ -54,9 +54,7 @@ class ResNetBasicBlock(nn.Module):
         self.conv_a = ReLUConvBN(C_in, C_out, 3, stride, 1)
         self.conv_b = ReLUConvBN(C_out, C_out, 3, 1, 1)
         if stride == 2:
-            self.downsample = nn.Sequential(
-                nn.AvgPool2d(2, 2, ceil_mode=True), nn.Conv2d(C_in, C_out, 1, bias=False)
-            )
+            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True), nn.Conv2d(C_in, C_out, 1, bias=False))
         elif C_in != C_out:
             self.downsample = ReLUConvBN(C_in, C_out, 1, 1, 0)
         else:
@@ -82,9 +80,7 @@ class StagedNetwork(nn.Module):
         stages: int = 3,
     ):
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-        )
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
         layers: list[nn.Module] = []
         C = width
         for s in range(stages):
@@ -122,9 +118,7 @@ class FinalNetwork(nn.Module):
         super().__init__()
         if not make_cells:
             raise ValueError("the final network needs at least one cell")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-        )
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
         self.cells = nn.ModuleList()
         self.pools = nn.ModuleList()
         C = width
@@ -132,9 +126,7 @@ class FinalNetwork(nn.Module):
             stride = 2 if k < reductions else 1
             cell = make(C, stride)
             self.cells.append(cell)
-            self.pools.append(
-                nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity()
-            )
+            self.pools.append(nn.AvgPool2d(2, 2, ceil_mode=True) if stride == 2 else nn.Identity())
             C = cell.out_channels + C
         self.head = nn.Sequential(
             nn.BatchNorm2d(C),
@@ -147,7 +139,7 @@ class FinalNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for cell, pool in zip(self.cells, self.pools):
+        for cell, pool in zip(self.cells, self.pools, strict=True):
             x = torch.cat([cell(x), pool(x)], dim=1)
         return self.head(x)
 

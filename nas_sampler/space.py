@@ -77,7 +77,8 @@ class SearchSpace(ABC):
         found = self.problems(g)
         if found:
             raise GenotypeError(
-                f"genotype '{g}' does not fit {self!r}: " + "; ".join(found)
+                f"genotype '{g}' does not fit {self!r}: "
+                + "; ".join(found)
                 + ". Use space.repair(genotype) to make it valid"
             )
         return g
@@ -199,10 +200,7 @@ class CellSpace(SearchSpace):
     def distributions(self) -> dict[str, BaseDistribution]:
         dist = CategoricalDistribution(self.channel_choices)
         return {
-            self.param_name(i, j, op): dist
-            for i in range(1, self.max_nodes + 1)
-            for j in range(i)
-            for op in self.ops
+            self.param_name(i, j, op): dist for i in range(1, self.max_nodes + 1) for j in range(i) for op in self.ops
         }
 
     def to_params(self, g: Genotype) -> dict[str, Any]:
@@ -363,8 +361,7 @@ class NB201Space(SearchSpace):
 
     def _raw_from_params(self, params: dict[str, Any]) -> Genotype:
         return Genotype(
-            [Edge(str(params[self.param_name(i, j)]), j) for j in range(i)]
-            for i in range(1, self.NUM_NODES + 1)
+            [Edge(str(params[self.param_name(i, j)]), j) for j in range(i)] for i in range(1, self.NUM_NODES + 1)
         )
 
     def problems(self, g: Genotype) -> list[str]:
