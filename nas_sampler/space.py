@@ -221,6 +221,8 @@ class CellSpace(SearchSpace):
                     if int(params[self.param_name(i, j, op)]) != 0
                 ]
             )
+        while nodes and not nodes[-1]:  # trailing empty nodes encode a shallower cell, not a defect
+            nodes.pop()
         return Genotype(nodes)
 
     def problems(self, g: Genotype) -> list[str]:

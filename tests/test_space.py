@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from nas_sampler import CellSpace, NB201Space, SpaceMismatchError, recorded_space
+from nas_sampler.errors import ConfigError, UnknownOperationError
+from nas_sampler.space import REPAIRED_ATTR, make_space, space_from_definition
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize("space", [CellSpace(), NB201Space(), CellSpace(max_nodes=2, channel_choices=(0, 8))])
+def test_definition_round_trip(space) -> None:
+    assert space_from_definition(space.definition()) == space
+    assert make_space(space.kind, **{k: v for k, v in space.definition().items() if k != "kind"}) == space
+
+
+def test_param_names_are_stable_and_readable() -> None:
+    names = list(NB201Space().distributions())
+    assert names == ["node1_in0", "node2_in0", "node2_in1", "node3_in0", "node3_in1", "node3_in2"]
+    cell = CellSpace()
+    assert "node3_in1_sep_conv_5x5" in cell.distributions()
+    assert len(cell.distributions()) == (1 + 2 + 3 + 4) * len(cell.ops)
+
+
+@pytest.mark.parametrize(
+    "sampler_cls",
+    [optuna.samplers.RandomSampler, optuna.samplers.TPESampler, optuna.samplers.NSGAIISampler],
+)
+@pytest.mark.parametrize("space", [CellSpace(max_nodes=3), NB201Space()])
+def test_any_optuna_sampler_yields_valid_genotypes(sampler_cls, space) -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler_cls(seed=1))
+    seen = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        g = space.suggest(trial)
+        assert space.is_valid(g)
+        assert trial.user_attrs["genotype"] == str(g)
+        seen.append(g)
+        return float(len(str(g))), float(g.num_nodes)
+
+    study.optimize(objective, n_trials=15)
+    assert len(seen) == 15
+    assert recorded_space(study) == space
+
+
+def test_repair_is_recorded_on_the_trial() -> None:
+    space = CellSpace(max_nodes=3)
+    # node 1 empty, node 2 present: suggest must give node 1 an input and say what it repaired
+    params = dict.fromkeys(space.distributions(), 0)
+    params["node2_in0_skip_connect"] = 8
+    study = optuna.create_study(directions=["minimize"])
+    study.enqueue_trial(params)
+
+    def objective(trial: optuna.Trial) -> float:
+        g = space.suggest(trial)
+        assert space.is_valid(g)
+        return 0.0
+
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    assert t.user_attrs[REPAIRED_ATTR] == "||+|skip_connect:8~0|"
+    assert t.user_attrs["genotype"] == "|sep_conv_3x3:4~0|+|skip_connect:8~0|"
+
+
+def test_a_study_refuses_a_different_space() -> None:
+    study = optuna.create_study()
+    study.optimize(lambda t: float(len(str(NB201Space().suggest(t)))), n_trials=1)
+    with pytest.raises(SpaceMismatchError) as err:
+        study.optimize(lambda t: float(len(str(CellSpace().suggest(t)))), n_trials=1)
+    assert '"kind": "nb201"' in str(err.value) and '"kind": "cell"' in str(err.value)
+    # nothing already stored was lost and the refused trial is marked failed by Optuna, not completed
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+
+
+def test_fixed_trial_suggest_works_without_a_study() -> None:
+    space = NB201Space()
+    g = space.random(np.random.default_rng(0))
+    assert space.suggest(optuna.trial.FixedTrial(space.to_params(g))) == g
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"ops": ["sep_conv_3x3", "sep_conv_3x3"]}, "twice"),
+        ({"ops": []}, "empty"),
+        ({"max_nodes": 0}, "max_nodes"),
+        ({"channel_choices": (4, 8)}, "channel_choices"),
+        ({"channel_choices": (0, 16, 8)}, "channel_choices"),
+        ({"width": -1}, "width"),
+    ],
+)
+def test_bad_space_arguments(kwargs, word) -> None:
+    with pytest.raises(ConfigError, match=word):
+        CellSpace(**kwargs)
+
+
+def test_unknown_operation_lists_known_ones() -> None:
+    with pytest.raises(UnknownOperationError) as err:
+        CellSpace(ops=["sep_conv_3x3", "sepconv"])
+    assert "'sepconv'" in str(err.value) and "sep_conv_5x5" in str(err.value)
+    with pytest.raises(ConfigError, match="cell, nb201"):
+        make_space("darts")
