@@ -1,0 +1,589 @@
+"""The evolution as pure functions: mutation, crossover, adaptive operator choice and selection.
+
+Everything here takes genotypes, score arrays and a ``numpy.random.Generator`` and returns new
+values; nothing reads Optuna or torch, so the sampler can recompute any step from what the study
+stores and the tests can check every operator in isolation. Every operator is followed by
+``space.repair`` so each child is a valid genotype of its space.
+
+The adaptive part is the original design's "global evolution strategy": every mutation kind,
+crossover kind and operation has a success record (how many offspring it produced, how many of
+them survived selection). Kinds are chosen with probability proportional to their smoothed success
+rate, so kinds whose offspring survive become likelier. :class:`AdaptiveState` is an immutable
+value computed from the generation history and the survivors, so the sampler can store it next to
+each generation's parents and a resumed search continues from exactly the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nas_sampler.errors import ConfigError
+from nas_sampler.genotype import Edge, Genotype
+from nas_sampler.space import CellSpace, NB201Space, SearchSpace
+
+CELL_MUTATIONS: tuple[str, ...] = (
+    "add_op",  # add an operation to an edge, or grow it when present; the op is chosen by success rate
+    "grow_channels",  # one entry one step up channel_choices
+    "shrink_channels",  # one entry one step down channel_choices (to 0 = removed)
+    "add_node",  # append a node reading the current output node
+    "remove_node",  # remove a node, folding its channels into the previous node, sources renumbered
+    "swap_edges",  # swap the contents of two edges
+    "drop_weakest",  # drop the entry with the fewest channels from the first edge (node 1 <- node 0)
+)
+CELL_CROSSOVERS: tuple[str, ...] = ("uniform", "min")
+NB201_MUTATIONS: tuple[str, ...] = ("change_edge",)
+NB201_CROSSOVERS: tuple[str, ...] = ("uniform",)
+REDUCTIONS: tuple[str, ...] = ("rank_sum", "crowding")
+
+Genes = dict[tuple[int, int, str], int]  # (node, src, op) -> channels
+
+
+def mutation_kinds(space: SearchSpace) -> tuple[str, ...]:
+    """The mutation kinds that apply to ``space``."""
+    if isinstance(space, CellSpace):
+        return CELL_MUTATIONS
+    if isinstance(space, NB201Space):
+        return NB201_MUTATIONS
+    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+
+
+def crossover_kinds(space: SearchSpace) -> tuple[str, ...]:
+    """The crossover kinds that apply to ``space``."""
+    if isinstance(space, CellSpace):
+        return CELL_CROSSOVERS
+    if isinstance(space, NB201Space):
+        return NB201_CROSSOVERS
+    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+
+
+# ---- settings -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """How children are made; validated on construction.
+
+    ``crossover_prob``: chance that a child is a crossover of two parents (else a copy of one).
+    ``mutation_prob``: chance that a child is then mutated (a child equal to a parent always is).
+    ``min_kind_prob``: every kind keeps at least this share, so none is starved for good.
+    ``exploration`` and ``exploration_decay``: the share of uniform choice when picking an
+    operation to add, ``exploration * exploration_decay ** generation``; the rest follows success rates.
+    ``max_retries``: children tried before falling back to a random unseen genotype.
+    """
+
+    crossover_prob: float = 0.9
+    mutation_prob: float = 0.8
+    min_kind_prob: float = 0.05
+    exploration: float = 0.5
+    exploration_decay: float = 0.9
+    max_retries: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("crossover_prob", "mutation_prob", "exploration"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={value!r} is invalid: give a probability between 0 and 1")
+        if not isinstance(self.exploration_decay, (int, float)) or not 0.0 < self.exploration_decay <= 1.0:
+            raise ConfigError(f"exploration_decay={self.exploration_decay!r} is invalid: give a number in (0, 1]")
+        if not isinstance(self.min_kind_prob, (int, float)) or not 0.0 <= self.min_kind_prob < 0.5:
+            raise ConfigError(f"min_kind_prob={self.min_kind_prob!r} is invalid: give a number in [0, 0.5)")
+        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
+            raise ConfigError(f"max_retries={self.max_retries!r} is invalid: give a non-negative integer")
+
+
+# ---- adaptive state -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildRecord:
+    """How a child was made: what the adaptive state learns from when the child survives or not."""
+
+    crossover: str | None = None
+    mutations: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()  # operations chosen by success rate (add_op, add_node, change_edge)
+    fallback: bool = False  # a random unseen genotype after max_retries duplicates
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"x": self.crossover, "m": list(self.mutations), "o": list(self.ops), "f": self.fallback}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any] | None) -> ChildRecord:
+        if not d:
+            return ChildRecord()
+        return ChildRecord(d.get("x"), tuple(d.get("m", ())), tuple(d.get("o", ())), bool(d.get("f", False)))
+
+
+Stats = tuple[tuple[str, int, int], ...]  # (name, attempts, successes), sorted by name
+
+
+def _stats_dict(stats: Stats) -> dict[str, tuple[int, int]]:
+    return {name: (a, s) for name, a, s in stats}
+
+
+def _add_stats(stats: Stats, used: Mapping[str, tuple[int, int]]) -> Stats:
+    merged = _stats_dict(stats)
+    for name, (a, s) in used.items():
+        a0, s0 = merged.get(name, (0, 0))
+        merged[name] = (a0 + a, s0 + s)
+    return tuple((n, a, s) for n, (a, s) in sorted(merged.items()))
+
+
+def _rates(names: Sequence[str], stats: Stats) -> np.ndarray:
+    """Laplace-smoothed success rates: an unseen kind starts at 1/2."""
+    d = _stats_dict(stats)
+    return np.array([(d.get(n, (0, 0))[1] + 1.0) / (d.get(n, (0, 0))[0] + 2.0) for n in names])
+
+
+def _with_floor(p: np.ndarray, floor: float) -> np.ndarray:
+    p = p / p.sum()
+    if floor > 0 and len(p) > 1:
+        floor = min(floor, 1.0 / len(p))
+        p = floor + (1.0 - floor * len(p)) * p
+    return p / p.sum()
+
+
+@dataclass(frozen=True)
+class AdaptiveState:
+    """Success records of mutation kinds, crossover kinds and operations, as of ``generation``.
+
+    Immutable and JSON-able (``to_dict``/``from_dict``): the sampler stores it with each
+    generation's parents, so it is derived from the study, never held only in memory.
+    """
+
+    generation: int = 0
+    mutation: Stats = ()
+    crossover: Stats = ()
+    ops: Stats = ()
+
+    def mutation_probs(self, kinds: Sequence[str], floor: float = 0.05) -> np.ndarray:
+        return _with_floor(_rates(kinds, self.mutation), floor)
+
+    def crossover_probs(self, kinds: Sequence[str], floor: float = 0.05) -> np.ndarray:
+        return _with_floor(_rates(kinds, self.crossover), floor)
+
+    def op_probs(self, ops: Sequence[str], exploration: float) -> np.ndarray:
+        """Success rate blended with a uniform exploration share ``exploration`` (already decayed)."""
+        r = _rates(ops, self.ops)
+        p = (1.0 - exploration) * r / r.sum() + exploration / len(ops)
+        return p / p.sum()
+
+    def update(self, records: Sequence[ChildRecord], survived: Sequence[bool]) -> AdaptiveState:
+        """The state after one generation: ``records[i]`` made an offspring that ``survived[i]``."""
+        if len(records) != len(survived):
+            raise ValueError(f"{len(records)} records but {len(survived)} survival flags")
+        m: dict[str, list[int]] = {}
+        x: dict[str, list[int]] = {}
+        o: dict[str, list[int]] = {}
+        for rec, ok in zip(records, survived, strict=True):
+            for target, names in ((m, rec.mutations), (x, (rec.crossover,) if rec.crossover else ()), (o, rec.ops)):
+                for n in names:
+                    c = target.setdefault(n, [0, 0])
+                    c[0] += 1
+                    c[1] += int(bool(ok))
+        return AdaptiveState(
+            self.generation + 1,
+            _add_stats(self.mutation, {k: (a, s) for k, (a, s) in m.items()}),
+            _add_stats(self.crossover, {k: (a, s) for k, (a, s) in x.items()}),
+            _add_stats(self.ops, {k: (a, s) for k, (a, s) in o.items()}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "mutation": [list(t) for t in self.mutation],
+            "crossover": [list(t) for t in self.crossover],
+            "ops": [list(t) for t in self.ops],
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> AdaptiveState:
+        def stats(key: str) -> Stats:
+            return tuple((str(n), int(a), int(s)) for n, a, s in d.get(key, ()))
+
+        return AdaptiveState(int(d.get("generation", 0)), stats("mutation"), stats("crossover"), stats("ops"))
+
+
+# ---- CellSpace operators --------------------------------------------------------------------
+
+
+def _genes(g: Genotype) -> Genes:
+    return {(node, e.src, e.op): int(e.channels or 0) for node, e in g.edges()}
+
+
+def _from_genes(genes: Mapping[tuple[int, int, str], int], num_nodes: int) -> Genotype:
+    nodes: list[list[Edge]] = [[] for _ in range(num_nodes)]
+    for (node, src, op), ch in sorted(genes.items()):
+        if ch > 0 and 1 <= node <= num_nodes:
+            nodes[node - 1].append(Edge(op, src, ch))
+    return Genotype(nodes)
+
+
+def _snap(space: CellSpace, channels: int) -> int:
+    """The nearest positive channel choice (used when channels are summed by folding)."""
+    return min(space.positive_channels, key=lambda c: (abs(c - channels), c))
+
+
+def _choice(rng: np.random.Generator, items: Sequence[Any], p: np.ndarray | None = None) -> Any:
+    return items[int(rng.choice(len(items), p=p))]
+
+
+def _step(space: CellSpace, ch: int, delta: int) -> int:
+    choices = space.channel_choices
+    i = choices.index(ch) if ch in choices else choices.index(_snap(space, ch))
+    return choices[min(max(i + delta, 0), len(choices) - 1)]
+
+
+def _cell_mutate(
+    space: CellSpace, g: Genotype, kind: str, rng: np.random.Generator, op_p: np.ndarray
+) -> tuple[Genotype, str | None]:
+    genes = _genes(g)
+    n = g.num_nodes
+    used_op: str | None = None
+    if kind == "add_op":
+        node = int(rng.integers(1, n + 1))
+        src = int(rng.integers(0, node))
+        used_op = _choice(rng, space.ops, op_p)
+        key = (node, src, used_op)
+        if key in genes:
+            genes[key] = _step(space, genes[key], +1)
+        else:
+            genes[key] = _choice(rng, space.positive_channels)
+    elif kind in ("grow_channels", "shrink_channels"):
+        top = space.channel_choices[-1]
+        keys = sorted(k for k, c in genes.items() if kind == "shrink_channels" or c < top)
+        if keys:
+            key = _choice(rng, keys)
+            genes[key] = _step(space, genes[key], +1 if kind == "grow_channels" else -1)
+    elif kind == "add_node":
+        if n < space.max_nodes:
+            used_op = _choice(rng, space.ops, op_p)
+            genes[(n + 1, n, used_op)] = _choice(rng, space.positive_channels)
+            if rng.random() < 0.5:
+                genes.setdefault(
+                    (n + 1, int(rng.integers(0, n + 1)), _choice(rng, space.ops, op_p)),
+                    _choice(rng, space.positive_channels),
+                )
+            n += 1
+    elif kind == "remove_node":
+        if n > 1:
+            p = int(rng.integers(1, n + 1))
+            new: Genes = {}
+
+            def put(key: tuple[int, int, str], ch: int) -> None:
+                new[key] = _snap(space, new[key] + ch) if key in new else ch
+
+            for (node, src, op), ch in sorted(genes.items()):
+                if node == p:
+                    continue
+                put((node if node < p else node - 1, src if src < p else src - 1, op), ch)
+            if p > 1:  # fold the removed node's entries into the previous node, where they can be read
+                for (node, src, op), ch in sorted(genes.items()):
+                    if node == p and src < p - 1:
+                        put((p - 1, src, op), ch)
+            genes, n = new, n - 1
+    elif kind == "swap_edges":
+        positions = [(i, j) for i in range(1, n + 1) for j in range(i)]
+        content = {pos: {op: c for (i, j, op), c in genes.items() if (i, j) == pos} for pos in positions}
+        filled = [pos for pos in positions if content[pos]]
+        if filled and len(positions) > 1:
+            a = _choice(rng, filled)
+            others = [pos for pos in positions if content[pos] != content[a]]
+            if others:
+                b = _choice(rng, others)
+                genes = {k: c for k, c in genes.items() if (k[0], k[1]) not in (a, b)}
+                for pos, src_pos in ((a, b), (b, a)):
+                    for op, c in content[src_pos].items():
+                        genes[(pos[0], pos[1], op)] = c
+    elif kind == "drop_weakest":
+        first = sorted(((c, op) for (i, j, op), c in genes.items() if (i, j) == (1, 0)))
+        if len(first) > 1:
+            rate = dict(zip(space.ops, op_p, strict=True))
+            _, op = min(first, key=lambda t: (t[0], rate[t[1]], t[1]))
+            del genes[(1, 0, op)]
+    else:
+        raise ConfigError(f"unknown mutation kind {kind!r} for CellSpace; known: {', '.join(CELL_MUTATIONS)}")
+    return space.repair(_from_genes(genes, n)), used_op
+
+
+def _cell_crossover(space: CellSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
+    ga, gb = _genes(a), _genes(b)
+    keys = sorted(set(ga) | set(gb))
+    if kind == "uniform":
+        n = a.num_nodes if rng.random() < 0.5 else b.num_nodes
+        pick = rng.random(len(keys)) < 0.5
+        genes = {k: (ga if take_a else gb).get(k, 0) for k, take_a in zip(keys, pick, strict=True)}
+    elif kind == "min":
+        n = max(a.num_nodes, b.num_nodes)
+        genes = {k: min(ga.get(k, 0), gb.get(k, 0)) for k in keys}
+    else:
+        raise ConfigError(f"unknown crossover kind {kind!r} for CellSpace; known: {', '.join(CELL_CROSSOVERS)}")
+    return space.repair(_from_genes(genes, n))
+
+
+# ---- NB201Space operators -------------------------------------------------------------------
+
+
+def _nb201_mutate(
+    space: NB201Space, g: Genotype, kind: str, rng: np.random.Generator, op_p: np.ndarray
+) -> tuple[Genotype, str | None]:
+    if kind != "change_edge":
+        raise ConfigError(f"unknown mutation kind {kind!r} for NB201Space; known: {', '.join(NB201_MUTATIONS)}")
+    edges = g.edges()
+    node, edge = edges[int(rng.integers(len(edges)))]
+    others = [i for i, op in enumerate(space.ops) if op != edge.op]
+    if not others:
+        return g, None
+    p = op_p[others] / op_p[others].sum()
+    op = space.ops[others[int(rng.choice(len(others), p=p))]]
+    nodes = [list(n) for n in g.nodes]
+    nodes[node - 1] = [Edge(op, e.src) if e.src == edge.src else e for e in nodes[node - 1]]
+    return space.repair(Genotype(nodes)), op
+
+
+def _nb201_crossover(space: NB201Space, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
+    if kind != "uniform":
+        raise ConfigError(f"unknown crossover kind {kind!r} for NB201Space; known: {', '.join(NB201_CROSSOVERS)}")
+    ea, eb = space.to_params(a), space.to_params(b)
+    keys = sorted(ea)
+    pick = rng.random(len(keys)) < 0.5
+    return space.from_params({k: (ea if take_a else eb)[k] for k, take_a in zip(keys, pick, strict=True)})
+
+
+# ---- public operators -----------------------------------------------------------------------
+
+
+def mutate(
+    space: SearchSpace,
+    g: Genotype,
+    kind: str,
+    rng: np.random.Generator,
+    op_probs: np.ndarray | None = None,
+) -> tuple[Genotype, str | None]:
+    """Apply one mutation of ``kind``; returns the repaired child and the operation it chose (if any).
+
+    ``op_probs`` weighs ``space.ops`` when the mutation picks an operation (uniform when None).
+    The child may equal ``g`` when the kind does not apply (e.g. ``add_node`` at ``max_nodes``).
+    """
+    space.validate(g)
+    p = np.full(len(space.ops), 1.0 / len(space.ops)) if op_probs is None else np.asarray(op_probs, dtype=float)
+    if isinstance(space, CellSpace):
+        return _cell_mutate(space, g, kind, rng, p)
+    if isinstance(space, NB201Space):
+        return _nb201_mutate(space, g, kind, rng, p)
+    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+
+
+def crossover(space: SearchSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
+    """Cross two parents gene by gene (a gene is an (edge, operation) pair); the child is repaired."""
+    space.validate(a)
+    space.validate(b)
+    if isinstance(space, CellSpace):
+        return _cell_crossover(space, a, b, kind, rng)
+    if isinstance(space, NB201Space):
+        return _nb201_crossover(space, a, b, kind, rng)
+    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+
+
+def _binary_tournament(rng: np.random.Generator, n: int) -> int:
+    """Parents are ordered best first, so the smaller of two random positions wins."""
+    return int(min(rng.integers(n), rng.integers(n)))
+
+
+def make_child(
+    space: SearchSpace,
+    parents: Sequence[Genotype],
+    rng: np.random.Generator,
+    state: AdaptiveState = AdaptiveState(),
+    config: EvolutionConfig = EvolutionConfig(),
+) -> tuple[Genotype, ChildRecord]:
+    """One child of ``parents`` (ordered best first): crossover, then mutation, each chosen adaptively."""
+    if not parents:
+        raise ValueError("make_child needs at least one parent")
+    i = _binary_tournament(rng, len(parents))
+    j = _binary_tournament(rng, len(parents))
+    if len(parents) > 1:
+        while j == i:
+            j = int(rng.integers(len(parents)))
+    a, b = parents[i], parents[j]
+    child, xkind = a, None
+    if len(parents) > 1 and rng.random() < config.crossover_prob:
+        kinds = crossover_kinds(space)
+        xkind = _choice(rng, kinds, state.crossover_probs(kinds, config.min_kind_prob))
+        child = crossover(space, a, b, xkind, rng)
+    mutations: list[str] = []
+    ops: list[str] = []
+    if rng.random() < config.mutation_prob or child == a or child == b:
+        kinds = mutation_kinds(space)
+        kind_p = state.mutation_probs(kinds, config.min_kind_prob)
+        op_p = state.op_probs(space.ops, config.exploration * config.exploration_decay**state.generation)
+        for _ in range(2 * len(kinds)):  # a kind that does not apply (no change) is redrawn
+            kind = _choice(rng, kinds, kind_p)
+            new, op = mutate(space, child, kind, rng, op_p)
+            if new != child:
+                child = new
+                mutations.append(kind)
+                if op is not None:
+                    ops.append(op)
+                break
+    return child, ChildRecord(xkind, tuple(mutations), tuple(ops))
+
+
+def make_unique_child(
+    space: SearchSpace,
+    parents: Sequence[Genotype],
+    rng: np.random.Generator,
+    seen: set[str] | frozenset[str],
+    state: AdaptiveState = AdaptiveState(),
+    config: EvolutionConfig = EvolutionConfig(),
+) -> tuple[Genotype, ChildRecord]:
+    """A child whose string is not in ``seen``: up to ``config.max_retries`` retries, then a random
+    unseen genotype (``record.fallback``); if even that fails (a tiny, exhausted space) the last
+    random genotype is returned and the caller decides (the sampler logs it)."""
+    for _ in range(config.max_retries + 1):
+        child, record = make_child(space, parents, rng, state, config) if parents else (space.random(rng), None)
+        if str(child) not in seen:
+            return child, record if record is not None else ChildRecord()
+    return random_unseen(space, rng, seen), ChildRecord(fallback=True)
+
+
+def random_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str] | frozenset[str], tries: int = 1000):
+    """A random valid genotype not in ``seen`` (the last draw if ``tries`` draws all were seen)."""
+    g = space.random(rng)
+    for _ in range(tries):
+        if str(g) not in seen:
+            return g
+        g = space.random(rng)
+    return g
+
+
+# ---- selection ------------------------------------------------------------------------------
+
+
+def _orient(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
+    """Values turned into minimisation: maximised objectives are negated."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 2:
+        raise ValueError(f"values must be a 2-D array (individuals x objectives), got shape {v.shape}")
+    if v.shape[1] != len(directions):
+        raise ValueError(f"values have {v.shape[1]} objectives but {len(directions)} directions were given")
+    sign = np.array([-1.0 if str(d).lower().endswith("maximize") else 1.0 for d in directions])
+    for d in directions:
+        if not str(d).lower().endswith(("maximize", "minimize")):
+            raise ConfigError(f"direction {d!r} is invalid: use 'minimize' or 'maximize'")
+    return v * sign
+
+
+def domination_matrix(
+    values: np.ndarray | Sequence[Sequence[float]],
+    directions: Sequence[Any],
+    violations: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """``D[i, j]`` is True when individual i (constrained-)dominates j.
+
+    With ``violations`` (sum of positive constraint values, 0 = feasible): a feasible individual
+    dominates an infeasible one, two infeasible ones compare by violation, two feasible ones by Pareto.
+    """
+    v = _orient(values, directions)
+    le = (v[:, None, :] <= v[None, :, :]).all(-1)
+    lt = (v[:, None, :] < v[None, :, :]).any(-1)
+    dom = le & lt
+    if violations is not None:
+        c = np.asarray(violations, dtype=float)
+        feas = c <= 0
+        both_feas = feas[:, None] & feas[None, :]
+        dom = np.where(
+            both_feas,
+            dom,
+            np.where(feas[:, None] & ~feas[None, :], True, ~feas[:, None] & ~feas[None, :] & (c[:, None] < c[None, :])),
+        )
+    return dom
+
+
+def non_dominated_sort(
+    values: np.ndarray | Sequence[Sequence[float]],
+    directions: Sequence[Any],
+    violations: Sequence[float] | np.ndarray | None = None,
+) -> list[list[int]]:
+    """Fronts of indices, best front first, each sorted by index."""
+    n = len(values)
+    if n == 0:
+        return []
+    dom = domination_matrix(values, directions, violations)
+    remaining = np.ones(n, dtype=bool)
+    fronts = []
+    while remaining.any():
+        dominated = (dom & remaining[:, None]).any(0)
+        front = np.flatnonzero(remaining & ~dominated)
+        fronts.append([int(i) for i in front])
+        remaining[front] = False
+    return fronts
+
+
+def rank_sum_order(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> list[int]:
+    """The original's order within a front: the best individual of each objective first (in objective
+    order), then the rest by the sum of per-objective ranks (rank 0 = best, ties share the lower rank),
+    ties broken by position."""
+    v = _orient(values, directions)
+    n, m = v.shape
+    ranks = (v[None, :, :] < v[:, None, :]).sum(1)  # ranks[i, k] = how many are strictly better in k
+    score = ranks.sum(1)
+    order: list[int] = []
+    for k in range(m):
+        best = min(range(n), key=lambda i: (v[i, k], score[i], i))
+        if best not in order:
+            order.append(best)
+    order += sorted((i for i in range(n) if i not in order), key=lambda i: (score[i], i))
+    return order
+
+
+def crowding_distance(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
+    """NSGA-II crowding distance (boundary individuals get infinity)."""
+    v = _orient(values, directions)
+    n, m = v.shape
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for k in range(m):
+        order = np.argsort(v[:, k], kind="stable")
+        lo, hi = v[order[0], k], v[order[-1], k]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        span = hi - lo
+        if not np.isfinite(span) or span <= 0:
+            continue
+        dist[order[1:-1]] += (v[order[2:], k] - v[order[:-2], k]) / span
+    return dist
+
+
+def crowding_order(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> list[int]:
+    """Largest crowding distance first, ties broken by position."""
+    d = crowding_distance(values, directions)
+    return sorted(range(len(d)), key=lambda i: (-d[i], i))
+
+
+def select_survivors(
+    values: np.ndarray | Sequence[Sequence[float]],
+    directions: Sequence[Any],
+    k: int,
+    reduction: str = "rank_sum",
+    violations: Sequence[float] | np.ndarray | None = None,
+) -> list[int]:
+    """(mu + lambda) survival: fill ``k`` places front by front; the front that overflows is reduced
+    by ``reduction`` (``rank_sum``, the original's rule, or ``crowding``, NSGA-II's).
+
+    Returns indices ordered best first: by front, then by the reduction's preference within a front.
+    """
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"reduction={reduction!r} is invalid: choose one of {', '.join(REDUCTIONS)}")
+    v = np.asarray(values, dtype=float).reshape(len(values), len(directions))
+    order_in = rank_sum_order if reduction == "rank_sum" else crowding_order
+    chosen: list[int] = []
+    for front in non_dominated_sort(v, directions, violations):
+        if len(chosen) >= k:
+            break
+        ranked = [front[i] for i in order_in(v[front], directions)]
+        chosen += ranked[: k - len(chosen)]
+    return chosen
