@@ -1,0 +1,291 @@
+"""The objective: data + space + heuristics, the callable passed to ``study.optimize``.
+
+Every trial turns its parameters into a genotype (``space.suggest``), builds the scoring network
+with weights seeded by ``(seed, genotype string)`` (so a genotype always gets the same weights,
+whatever the trial order or worker), and scores it on the study's fixed batch with
+:func:`nas_sampler.heuristics.score_all`. All values are minimised.
+
+What the study holds, so a resumed run or another worker scores the same way:
+
+* ``nas_sampler:space`` (by ``space.suggest``) and ``nas_sampler:data``, the data spec of the scoring
+  batch (:func:`nas_sampler.data.data_spec`). A run whose data spec differs from the recorded one
+  fails with :class:`SpaceMismatchError` before scoring anything: scores on other images are not
+  comparable, and silently switching to the recorded batch would hide that the command changed.
+* the metric names (``study.set_metric_names``), set once, so optuna-dashboard labels its axes.
+
+Each trial records the user attributes ``genotype``, ``params`` (parameter count), ``seconds``
+(``build``, ``heuristics``, each extra objective, ``total``), ``device`` and, for a degenerate
+network, ``degenerate`` (the metrics at their worst value, +inf) or ``fail_reason``.
+
+Degenerate scores: ``+inf`` is a legitimate worst value (a cell whose output ignores its input) and
+the trial completes with it, so samplers learn to avoid it. A NaN (or ``-inf``) score cannot be
+ranked: the trial stores its reason in ``fail_reason`` and returns NaN values, which Optuna marks
+as a FAILED trial without stopping ``study.optimize`` (no ``catch=`` needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from nas_sampler import data as _data
+from nas_sampler.draw import cell_svg
+from nas_sampler.errors import ConfigError, SpaceMismatchError
+from nas_sampler.genotype import Genotype
+from nas_sampler.phenotype import count_flops, count_parameters
+from nas_sampler.space import SearchSpace
+
+HEURISTIC_METRICS = ("ntk_cond", "activation", "jacobian")
+BUILTIN_EXTRAS = ("params", "flops")
+ExtraObjective = str | tuple[str, Callable[[nn.Module, Genotype], float]]
+
+_log = optuna.logging.get_logger(__name__)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; anything else must be a valid torch device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} asks for CUDA, which this machine lacks; use 'auto' or 'cpu'")
+    return dev
+
+
+def init_seed(seed: int, genotype: Genotype | str) -> int:
+    """The weight-init seed of a genotype: a hash of ``(seed, genotype string)``."""
+    return int.from_bytes(hashlib.sha256(f"{seed}|{genotype}".encode()).digest()[:8], "big") >> 1
+
+
+class TrainingFreeObjective:
+    """Score a trial's cell without training; callable for ``study.optimize``.
+
+    Args:
+        space: the search space (``space.suggest(trial)`` draws the genotype).
+        data: a data set name, an ImageFolder folder or a ``Dataset`` (see :mod:`nas_sampler.data`);
+            ``"builtin"`` is the offline synthetic task, for smoke runs only.
+        batch_size, seed, strategy, focus_class, train: the fixed scoring batch
+            (:func:`nas_sampler.data.scoring_batch`); ``seed`` also seeds weight initialisation.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        ntk_mode: ``"fast"`` or ``"exact"`` (see :func:`nas_sampler.heuristics.ntk_condition_number`).
+        metrics: which of the three heuristics are objectives (all three by default).
+        extra_objectives: more minimised values: ``"params"``, ``"flops"``, or ``(name, fn)`` with
+            ``fn(net, genotype) -> float``.
+        memory_budget: passed to ``score_all`` (chunks large networks instead of running out of memory).
+        root, download, transform: passed to :func:`nas_sampler.data.load_dataset`.
+        artifact_store: an Optuna artifact store; when given, each trial uploads its cell as SVG.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: str | os.PathLike | Dataset = _data.BUILTIN,
+        batch_size: int = 64,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        ntk_mode: str = "fast",
+        extra_objectives: Sequence[ExtraObjective] = (),
+        strategy: str = "random",
+        focus_class: int | str | None = None,
+        metrics: Sequence[str] = HEURISTIC_METRICS,
+        memory_budget: int | None = None,
+        train: bool = True,
+        root: str | os.PathLike | None = None,
+        download: bool = False,
+        transform: Callable[..., Any] | None = None,
+        artifact_store: Any | None = None,
+    ):
+        if not isinstance(space, SearchSpace):
+            raise ConfigError(f"space must be a SearchSpace (CellSpace, NB201Space), got {type(space).__name__}")
+        if ntk_mode not in ("fast", "exact"):
+            raise ConfigError(f"ntk_mode={ntk_mode!r} is unknown; choose 'fast' or 'exact'")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError(f"seed={seed!r} is invalid: give an integer")
+        metrics = list(metrics)
+        bad = [m for m in metrics if m not in HEURISTIC_METRICS]
+        if not metrics or bad or len(set(metrics)) != len(metrics):
+            raise ConfigError(
+                f"metrics={metrics} is invalid: give one or more distinct names of {list(HEURISTIC_METRICS)}"
+            )
+        self.space = space
+        self.seed = seed
+        self.ntk_mode = ntk_mode
+        self.metrics = metrics
+        self.memory_budget = memory_budget
+        self.device = resolve_device(device)
+        self.artifact_store = artifact_store
+        self._extras = self._check_extras(extra_objectives)
+        self._prepared: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
+
+        self.dataset = (
+            data
+            if isinstance(data, Dataset)
+            else _data.load_dataset(data, root=root, train=train, download=download, transform=transform)
+        )
+        self.images, self.labels = _data.scoring_batch(
+            self.dataset, batch_size=batch_size, seed=seed, strategy=strategy, focus_class=focus_class
+        )
+        self.num_classes = _data.num_classes(self.dataset) or int(self.labels.max()) + 1
+        self.in_channels = int(self.images.shape[1])
+        self.data_spec = _data.data_spec(
+            data, batch_size=batch_size, seed=seed, strategy=strategy, focus_class=focus_class, train=train
+        )
+        self.data_spec.update(
+            num_images=len(self.dataset),
+            num_classes=self.num_classes,
+            image_shape=list(self.images.shape[1:]),
+            fingerprint=_data.batch_fingerprint(self.images),
+        )
+
+    # ---- what the study sees -------------------------------------------------------------------
+    @property
+    def metric_names(self) -> list[str]:
+        return [*self.metrics, *(name for name, _ in self._extras)]
+
+    @property
+    def directions(self) -> list[str]:
+        """All ``"minimize"``: pass to ``optuna.create_study(directions=...)``."""
+        return ["minimize"] * len(self.metric_names)
+
+    def _check_extras(self, extras: Sequence[ExtraObjective]) -> list[tuple[str, Callable[..., float]]]:
+        if isinstance(extras, str):
+            extras = [extras]
+        out: list[tuple[str, Callable[..., float]]] = []
+        for item in extras:
+            if isinstance(item, str):
+                if item not in BUILTIN_EXTRAS:
+                    raise ConfigError(
+                        f"extra objective {item!r} is unknown; built in: {list(BUILTIN_EXTRAS)}, "
+                        "or give a (name, fn(net, genotype) -> float) pair"
+                    )
+                out.append((item, self._params if item == "params" else self._flops))
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and callable(item[1]):
+                out.append((item[0], item[1]))
+            else:
+                raise ConfigError(
+                    f"extra objective {item!r} is invalid: give 'params', 'flops' or a (name, fn) pair "
+                    "with fn(net, genotype) -> float"
+                )
+        names = [*self.metrics, *(n for n, _ in out)]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"objective names repeat: {names}; give every extra objective its own name")
+        return out
+
+    def _params(self, net: nn.Module, genotype: Genotype) -> float:
+        return float(count_parameters(net))
+
+    def _flops(self, net: nn.Module, genotype: Genotype) -> float:
+        return float(count_flops(net, (1, *self.images.shape[1:])))
+
+    def prepare(self, study: optuna.Study) -> None:
+        """Check ``study`` against this objective and record the data spec and metric names there
+        (done by the first trial anyway; call it to fail early)."""
+        names = self.metric_names
+        if len(study.directions) != len(names) or any(
+            d != optuna.study.StudyDirection.MINIMIZE for d in study.directions
+        ):
+            got = [d.name.lower() for d in study.directions]
+            raise ConfigError(
+                f"study {study.study_name!r} has directions {got}, this objective returns {len(names)} minimised "
+                f"values {names}; create it with optuna.create_study(directions=objective.directions)"
+            )
+        existing = study.metric_names
+        if existing is not None and list(existing) != names:
+            raise SpaceMismatchError(
+                f"study {study.study_name!r} records the objectives {list(existing)}, this objective returns "
+                f"{names}; use the same metrics and extra objectives, or a new study name"
+            )
+        recorded = _data.recorded_data_spec(study)
+        _data.record_data_spec(study, self.data_spec)
+        if recorded is not None and recorded.get("fingerprint") not in (None, self.data_spec["fingerprint"]):
+            warnings.warn(
+                f"study {study.study_name!r}: the scoring batch's images differ from the recorded ones although "
+                "the data spec is the same (did the data set's files change?); scores may not be comparable",
+                stacklevel=2,
+            )
+        if existing is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(names)
+
+    # ---- one trial -------------------------------------------------------------------------------
+    def build(self, genotype: Genotype) -> nn.Module:
+        """The scoring network of ``genotype`` with its seeded weights (same genotype, same weights)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed(self.seed, genotype))
+            return self.space.scoring_network(genotype, num_classes=self.num_classes, in_channels=self.in_channels)
+
+    def score(self, genotype: Genotype) -> tuple[dict[str, float], dict[str, float], nn.Module]:
+        """``(values by metric name, seconds by step, network)`` of one genotype, without a trial."""
+        from nas_sampler.heuristics import score_all
+
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        net = self.build(genotype)
+        seconds["build"] = time.perf_counter() - t0
+        t = time.perf_counter()
+        kwargs: dict[str, Any] = {
+            "ntk_mode": self.ntk_mode,
+            "device": self.device,
+            "seed": init_seed(self.seed, genotype),
+        }
+        if self.memory_budget is not None:
+            kwargs["memory_budget"] = self.memory_budget
+        scores = score_all(net, self.images, **kwargs)
+        seconds["heuristics"] = time.perf_counter() - t
+        values = {m: float(scores[m]) for m in self.metrics}
+        for name, fn in self._extras:
+            t = time.perf_counter()
+            values[name] = float(fn(net, genotype))
+            seconds[name] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t0
+        return values, seconds, net
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, ...] | float:
+        study = getattr(trial, "study", None)
+        if study is not None and study not in self._prepared:
+            self.prepare(study)
+            self._prepared.add(study)
+        genotype = self.space.suggest(trial)
+        values, seconds, net = self.score(genotype)
+        trial.set_user_attr("params", count_parameters(net))
+        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in seconds.items()})
+        trial.set_user_attr("device", str(self.device))
+        if self.artifact_store is not None and isinstance(trial, optuna.Trial):
+            self._upload_cell(trial, genotype)
+        out = [values[m] for m in self.metric_names]
+        bad = [m for m, v in zip(self.metric_names, out, strict=True) if math.isnan(v) or v == -math.inf]
+        if bad:
+            reason = f"score {', '.join(f'{m}={values[m]}' for m in bad)} of genotype '{genotype}' cannot be ranked"
+            trial.set_user_attr("fail_reason", reason)
+            _log.warning(f"Trial {getattr(trial, 'number', '?')} fails: {reason}")
+            out = [math.nan] * len(out)
+        else:
+            worst = [m for m, v in zip(self.metric_names, out, strict=True) if v == math.inf]
+            if worst:
+                trial.set_user_attr("degenerate", worst)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _upload_cell(self, trial: optuna.Trial, genotype: Genotype) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"cell_trial{trial.number}.svg")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(cell_svg(genotype, title=f"trial {trial.number}"))
+            optuna.artifacts.upload_artifact(
+                artifact_store=self.artifact_store, file_path=path, study_or_trial=trial, mimetype="image/svg+xml"
+            )
