@@ -20,7 +20,10 @@ network, ``degenerate`` (the metrics at their worst value, +inf) or ``fail_reaso
 Degenerate scores: ``+inf`` is a legitimate worst value (a cell whose output ignores its input) and
 the trial completes with it, so samplers learn to avoid it. A NaN (or ``-inf``) score cannot be
 ranked: the trial stores its reason in ``fail_reason`` and returns NaN values, which Optuna marks
-as a FAILED trial without stopping ``study.optimize`` (no ``catch=`` needed).
+as a FAILED trial without stopping ``study.optimize`` (no ``catch=`` needed). Running out of memory
+or a non-converging eigenvalue solver also stores ``fail_reason`` and re-raises; pass
+``catch=objective.catch`` to ``study.optimize`` to go on past such trials. Configuration errors (a
+study with other directions, space, metrics or data) always stop the run.
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ class TrainingFreeObjective:
         root, download, transform: passed to :func:`nas_sampler.data.load_dataset`.
         artifact_store: an Optuna artifact store; when given, each trial uploads its cell as SVG.
     """
+
+    #: Errors that fail one trial, not the search: pass ``catch=objective.catch`` to ``study.optimize``
+    #: (the trial stores the reason in ``fail_reason``). Out of memory on one large network, or an
+    #: eigenvalue solver that does not converge on one ill-conditioned matrix.
+    catch: tuple[type[Exception], ...] = (torch.OutOfMemoryError, torch.linalg.LinAlgError)
 
     def __init__(
         self,
@@ -262,7 +270,11 @@ class TrainingFreeObjective:
             self.prepare(study)
             self._prepared.add(study)
         genotype = self.space.suggest(trial)
-        values, seconds, net = self.score(genotype)
+        try:
+            values, seconds, net = self.score(genotype)
+        except self.catch as e:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__} scoring '{genotype}': {e}"[:2000])
+            raise
         trial.set_user_attr("params", count_parameters(net))
         trial.set_user_attr("seconds", {k: round(v, 6) for k, v in seconds.items()})
         trial.set_user_attr("device", str(self.device))

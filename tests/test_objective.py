@@ -19,6 +19,7 @@ from nas_sampler.space import NB201Space
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+POOL_SKIP = "|skip_connect~0|+|avg_pool_3x3~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|avg_pool_3x3~2|"
 CONV = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|"
 
 
@@ -217,3 +218,22 @@ def test_real_cifar10_folder(space, cifar10_root):
 def test_default_is_the_builtin_task(space):
     obj = TrainingFreeObjective(space, batch_size=8, device="cpu")
     assert obj.data_spec["data"] == "builtin" and obj.images.shape == (8, 3, 32, 32)
+
+
+def test_out_of_memory_fails_one_trial_with_its_reason(space, tiny, monkeypatch):
+    obj = objective(space, tiny)
+    real_score = obj.score
+
+    def score(genotype):
+        if "nor_conv_3x3~0" in str(genotype):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_score(genotype)
+
+    monkeypatch.setattr(obj, "score", score)
+    study = optuna.create_study(directions=obj.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(space.to_params(space.parse(CONV)))
+    study.enqueue_trial(space.to_params(space.parse(POOL_SKIP)))
+    study.optimize(obj, n_trials=2, catch=obj.catch)
+    failed, ok = study.trials
+    assert failed.state == optuna.trial.TrialState.FAIL and "OutOfMemoryError" in failed.user_attrs["fail_reason"]
+    assert ok.state == optuna.trial.TrialState.COMPLETE and "fail_reason" not in ok.user_attrs
