@@ -470,10 +470,11 @@ def _orient(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence
         raise ValueError(f"values must be a 2-D array (individuals x objectives), got shape {v.shape}")
     if v.shape[1] != len(directions):
         raise ValueError(f"values have {v.shape[1]} objectives but {len(directions)} directions were given")
-    sign = np.array([-1.0 if str(d).lower().endswith("maximize") else 1.0 for d in directions])
-    for d in directions:
-        if not str(d).lower().endswith(("maximize", "minimize")):
+    names = [str(getattr(d, "name", d)).lower() for d in directions]  # accepts Optuna's StudyDirection
+    for d, name in zip(directions, names, strict=True):
+        if name not in ("minimize", "maximize"):
             raise ConfigError(f"direction {d!r} is invalid: use 'minimize' or 'maximize'")
+    sign = np.array([-1.0 if name == "maximize" else 1.0 for name in names])
     return v * sign
 
 

@@ -1,0 +1,559 @@
+"""GeneticCellSampler: the evolution of :mod:`nas_sampler.evolution` as an Optuna sampler.
+
+How a trial gets its genotype, and why it is exactly resumable:
+
+* **Slots.** Generation 0 has ``population_size`` slots, every later generation
+  ``offspring_per_generation``. Trials take slots in the order of their trial numbers, which the
+  storage hands out atomically, so every worker (thread or process) computes the same slot for the
+  same trial without writing anything: the storage is the arbiter. A trial retried by Optuna's
+  stale-trial callback (``failed_trial`` in its system attributes) re-takes the failed trial's slot
+  instead of a new one, so generations keep their exact sizes however late the retry comes.
+* **Children.** The child of slot ``s`` of generation ``g`` is a pure function of the generation's
+  parents and adaptive state, the study's seed and ``(g, s)``: its random stream is
+  ``numpy.random.default_rng([seed, g, s])``, never the trial number, so a retried or resumed trial
+  gets the same genotype. Duplicates are avoided against every earlier generation and against the
+  earlier slots of the same generation (recomputed locally), so two workers never propose the same child.
+* **Parents.** The parents of generation ``g`` are chosen once, when generation ``g - 1`` has
+  finished (workers wait for running trials of the previous generation, failing stale ones when the
+  storage has a heartbeat), by a pluggable selector (default: Pareto fronts then rank-sum or crowding
+  reduction), and stored with the adaptive state in one study system attribute (one write: a crash
+  leaves it complete or absent). Selection is deterministic, so concurrent writers write the same value.
+* **Cost.** Each trial indexes only the trials created since the previous one; the full trial list is
+  read once per generation (for selection and the set of known genotypes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseGASampler, RandomSampler
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from nas_sampler.errors import ConfigError, GenotypeError
+from nas_sampler.evolution import (
+    REDUCTIONS,
+    AdaptiveState,
+    ChildRecord,
+    EvolutionConfig,
+    make_unique_child,
+    random_unseen,
+    select_survivors,
+)
+from nas_sampler.genotype import Genotype
+from nas_sampler.space import GENOTYPE_ATTR, CellSpace, SearchSpace, recorded_space
+
+_log = logging.getLogger(__name__)
+
+_RETRY_KEY = "failed_trial"  # set by optuna.storages.RetryHeartbeatStaleTrialCallback on a retried trial
+_FIXED_KEY = "fixed_params"  # set by study.enqueue_trial
+
+
+@runtime_checkable
+class ParentSelector(Protocol):
+    """Chooses the next parents among ``candidates`` (previous parents and the finished offspring).
+
+    Returns at most ``k`` trials, best first (the order steers the binary tournament that picks
+    the parents of each child). Called once per generation; the result is cached in the study. A
+    DARTS tournament (or any other rule) plugs in here.
+    """
+
+    def select(self, study: Study, generation: int, candidates: list[FrozenTrial], k: int) -> list[FrozenTrial]: ...
+
+
+class ParetoSelector:
+    """(mu + lambda) survival by non-dominated sorting; the overflowing front is reduced by
+    ``reduction``: ``"rank_sum"`` (the original's: per-objective ranks summed, the best of each
+    objective always kept) or ``"crowding"`` (NSGA-II). Honours ``trial.set_constraint`` by
+    constrained domination."""
+
+    def __init__(self, reduction: str = "rank_sum") -> None:
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"reduction={reduction!r} is invalid: choose one of {', '.join(REDUCTIONS)}")
+        self.reduction = reduction
+
+    def select(self, study: Study, generation: int, candidates: list[FrozenTrial], k: int) -> list[FrozenTrial]:
+        if not candidates:
+            return []
+        values = np.array([t.values for t in candidates], dtype=float)
+        violations = None
+        if any(t.constraints for t in candidates):
+            # a trial that reports no constraints while others do is treated as infeasible
+            violations = np.array(
+                [
+                    sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else np.inf
+                    for t in candidates
+                ]
+            )
+        chosen = select_survivors(values, study.directions, k, self.reduction, violations)
+        return [candidates[i] for i in chosen]
+
+
+def _violation(t: FrozenTrial) -> float:
+    """Sum of positive constraint values; a trial reporting none (while others do) is infeasible."""
+    return sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else float("inf")
+
+
+@dataclass
+class _Generation:
+    parents: list[Genotype]
+    parent_numbers: list[int]
+    state: AdaptiveState
+    seen: set[str]
+    children: list[tuple[Genotype, ChildRecord]] = field(default_factory=list)
+
+
+@dataclass
+class _StudyContext:
+    """What one process knows about one study; all of it can be rebuilt from the study."""
+
+    seed: int
+    space: SearchSpace
+    space_recorded: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    slots: list[tuple[int, int]] = field(default_factory=list)  # by trial number
+    holders: dict[tuple[int, int], int] = field(default_factory=dict)  # slot -> first trial number in it
+    fixed: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # enqueued params by slot
+    consumers: int = 0
+    gens: dict[int, _Generation] = field(default_factory=dict)
+    genotypes: dict[int, str | None] = field(default_factory=dict)  # trial number -> genotype string
+
+
+class GeneticCellSampler(BaseGASampler):
+    """Genetic cell search as an Optuna sampler; works with no arguments.
+
+    Args:
+        population_size: parents kept per generation, and the size of generation 0.
+        offspring_per_generation: children per later generation (default: ``population_size``).
+        space: the search space; ``None`` uses the space the study records (``space.suggest``
+            records it) or the default :class:`~nas_sampler.CellSpace` before one is recorded.
+        seed: seed of the evolution. The study records the first seed used and a later sampler on
+            the same study follows the recorded one, so resumed runs and extra workers agree.
+        crossover_prob, mutation_prob, exploration, exploration_decay, min_kind_prob, max_retries:
+            see :class:`~nas_sampler.evolution.EvolutionConfig`.
+        reduction: ``"rank_sum"`` (the original's rule) or ``"crowding"`` (NSGA-II's).
+        selector: replaces Pareto selection entirely (any :class:`ParentSelector`).
+        tournament: a :class:`ParentSelector` with an ``every`` attribute; used instead of the
+            selector in generations divisible by ``every`` (the DARTS tournament plugs in here).
+        generation_timeout: seconds to wait for the previous generation's running trials before
+            choosing parents without them (a warning is logged). Stale trials are failed meanwhile
+            when the storage has a heartbeat.
+    """
+
+    def __init__(
+        self,
+        population_size: int = 20,
+        offspring_per_generation: int | None = None,
+        space: SearchSpace | None = None,
+        seed: int | None = None,
+        *,
+        crossover_prob: float = 0.9,
+        mutation_prob: float = 0.8,
+        reduction: str = "rank_sum",
+        max_retries: int = 20,
+        exploration: float = 0.5,
+        exploration_decay: float = 0.9,
+        min_kind_prob: float = 0.05,
+        selector: ParentSelector | None = None,
+        tournament: ParentSelector | None = None,
+        generation_timeout: float = 600.0,
+    ) -> None:
+        for name, value in (
+            ("population_size", population_size),
+            ("offspring_per_generation", offspring_per_generation),
+        ):
+            if value is None and name == "offspring_per_generation":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+                raise ConfigError(f"{name}={value!r} is invalid: give an integer of at least 2")
+        if space is not None and not isinstance(space, SearchSpace):
+            raise ConfigError(f"space={space!r} is invalid: give a SearchSpace such as CellSpace() or NB201Space()")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise ConfigError(f"seed={seed!r} is invalid: give a non-negative integer or None")
+        if not isinstance(generation_timeout, (int, float)) or generation_timeout < 0:
+            raise ConfigError(f"generation_timeout={generation_timeout!r} is invalid: give seconds >= 0")
+        if tournament is not None:
+            every = getattr(tournament, "every", None)
+            if not isinstance(every, int) or every < 1 or not hasattr(tournament, "select"):
+                raise ConfigError(
+                    f"tournament={tournament!r} is invalid: it needs select(study, generation, candidates, k) "
+                    "and an integer attribute 'every' >= 1"
+                )
+        super().__init__(population_size)
+        self._offspring = offspring_per_generation or population_size
+        self._space = space
+        self._seed = seed
+        self._config = EvolutionConfig(
+            crossover_prob=crossover_prob,
+            mutation_prob=mutation_prob,
+            min_kind_prob=min_kind_prob,
+            exploration=exploration,
+            exploration_decay=exploration_decay,
+            max_retries=max_retries,
+        )
+        self._selector: ParentSelector = selector if selector is not None else ParetoSelector(reduction)
+        self._tournament = tournament
+        self._generation_timeout = float(generation_timeout)
+        self._independent = RandomSampler(seed=seed)
+        self._contexts: dict[tuple[int, int], _StudyContext] = {}
+        self._contexts_lock = threading.Lock()
+        self._distributions: dict[int, dict[str, BaseDistribution]] = {}
+
+    # ---- keys --------------------------------------------------------------------------------
+    @property
+    def offspring_per_generation(self) -> int:
+        return self._offspring
+
+    @classmethod
+    def _slot_key(cls) -> str:
+        return f"{cls.__name__}:slot"
+
+    @classmethod
+    def _seed_key(cls) -> str:
+        return f"{cls.__name__}:seed"
+
+    def _parents_key(self, generation: int) -> str:
+        return self._get_parent_cache_key_prefix() + str(generation)
+
+    # ---- per-study context ---------------------------------------------------------------------
+    def _context(self, study: Study) -> _StudyContext:
+        key = (id(study._storage), study._study_id)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            with self._contexts_lock:
+                ctx = self._contexts.get(key)
+                if ctx is None:
+                    ctx = self._new_context(study)
+                    self._contexts[key] = ctx
+        if not ctx.space_recorded and self._space is None:
+            found = recorded_space(study)
+            if found is not None:
+                with ctx.lock:
+                    if found != ctx.space:  # children computed for the default space are void
+                        ctx.gens.clear()
+                        ctx.genotypes.clear()
+                    ctx.space, ctx.space_recorded = found, True
+        return ctx
+
+    def _new_context(self, study: Study) -> _StudyContext:
+        storage, sid = study._storage, study._study_id
+        stored = storage.get_study_system_attrs(sid).get(self._seed_key())
+        if stored is None:
+            seed = self._seed if self._seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+            self._write_study_attr(study, self._seed_key(), seed)
+            stored = storage.get_study_system_attrs(sid).get(self._seed_key(), seed)
+        elif self._seed is not None and stored != self._seed:
+            _log.info("study %r records seed %s; it is used instead of seed=%s", study.study_name, stored, self._seed)
+        if self._space is not None:
+            space, recorded = self._space, True
+        else:
+            found = recorded_space(study)
+            space, recorded = (found, True) if found is not None else (CellSpace(), False)
+        return _StudyContext(seed=int(stored), space=space, space_recorded=recorded)
+
+    @staticmethod
+    def _write_study_attr(study: Study, key: str, value: Any) -> None:
+        """One write; a concurrent writer of the same key (a unique-key race) is not an error."""
+        try:
+            study._storage.set_study_system_attr(study._study_id, key, value)
+        except Exception:
+            if key not in study._storage.get_study_system_attrs(study._study_id):
+                raise
+
+    # ---- slots ---------------------------------------------------------------------------------
+    def _slot_of_consumer(self, c: int) -> tuple[int, int]:
+        assert self._population_size is not None
+        if c < self._population_size:
+            return 0, c
+        c -= self._population_size
+        return 1 + c // self._offspring, c % self._offspring
+
+    def _index_trial(self, ctx: _StudyContext, t: FrozenTrial) -> None:
+        """Give trial ``t`` (the next unindexed number) its slot; decided by attributes set at creation."""
+        attrs = t.system_attrs
+        tag = attrs.get(self._slot_key())
+        if _RETRY_KEY in attrs or (tag is not None and tag.get("n") != t.number):
+            if tag is not None:
+                slot = (int(tag["g"]), int(tag["s"]))
+            else:
+                original = int(attrs[_RETRY_KEY])
+                slot = ctx.slots[original] if 0 <= original < len(ctx.slots) else self._slot_of_consumer(0)
+        else:
+            slot = self._slot_of_consumer(ctx.consumers)
+            ctx.consumers += 1
+            ctx.holders[slot] = t.number
+            if _FIXED_KEY in attrs:
+                ctx.fixed[slot] = dict(attrs[_FIXED_KEY])
+        ctx.slots.append(slot)
+
+    def _index(self, study: Study, ctx: _StudyContext, upto: FrozenTrial | None = None) -> None:
+        """Index every trial up to ``upto`` (or all trials when None); cheap when only a few are new."""
+        if upto is not None and upto.number < len(ctx.slots):
+            return
+        if upto is not None and upto.number - len(ctx.slots) <= 16:
+            storage = study._storage
+            for number in range(len(ctx.slots), upto.number):
+                tid = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+                self._index_trial(ctx, storage.get_trial(tid))
+            self._index_trial(ctx, upto)
+            return
+        self._index_list(ctx, study._get_trials(deepcopy=False, use_cache=True))
+
+    def _index_list(self, ctx: _StudyContext, trials: Sequence[FrozenTrial]) -> None:
+        for t in trials[len(ctx.slots) :]:
+            if t.number != len(ctx.slots):  # a gap would misnumber slots; storages number trials 0, 1, ...
+                raise RuntimeError(f"trial numbers are not contiguous at {t.number} (expected {len(ctx.slots)})")
+            self._index_trial(ctx, t)
+
+    def slot_of(self, study: Study, trial: FrozenTrial) -> tuple[int, int]:
+        """The (generation, slot) of ``trial``."""
+        ctx = self._context(study)
+        with ctx.lock:
+            self._index(study, ctx, trial)
+            return ctx.slots[trial.number]
+
+    # ---- BaseGASampler API -------------------------------------------------------------------
+    def get_trial_generation(self, study: Study, trial: FrozenTrial) -> int:
+        return self.slot_of(study, trial)[0]
+
+    def get_population(self, study: Study, generation: int) -> list[FrozenTrial]:
+        """Completed trials of ``generation`` (a retried slot counts once: its completed trial)."""
+        ctx = self._context(study)
+        trials = study._get_trials(deepcopy=False, use_cache=True)
+        with ctx.lock:
+            self._index_list(ctx, trials)
+            return [t for t in trials if t.state == TrialState.COMPLETE and ctx.slots[t.number][0] == generation]
+
+    def select_parent(self, study: Study, generation: int) -> list[FrozenTrial]:
+        """The parents of ``generation`` (chosen once, then read from the study)."""
+        if generation == 0:
+            return []
+        gen = self._generation(study, self._context(study), generation, current=None)
+        trials = study._get_trials(deepcopy=False, use_cache=True)
+        return [trials[n] for n in gen.parent_numbers]
+
+    def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
+        return self.select_parent(study, generation)
+
+    # ---- Optuna sampler API --------------------------------------------------------------------
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = self._context(study).space
+        dists = self._distributions.get(id(space))
+        if dists is None:
+            dists = self._distributions[id(space)] = space.distributions()
+        return dists
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        ctx = self._context(study)
+        with ctx.lock:
+            self._index(study, ctx, trial)
+            g, s = ctx.slots[trial.number]
+        child, record = self._child(study, ctx, g, s, trial.number)
+        tag = trial.system_attrs.get(self._slot_key())
+        if tag is None:
+            value = {"g": g, "s": s, "n": trial.number, "r": record.to_dict()}
+            study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), value)
+        params = ctx.space.to_params(child)
+        return {k: v for k, v in params.items() if k in search_space}
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        """Parameters outside the space (or of a space not yet recorded) are drawn at random."""
+        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        """Tag trials that never asked the sampler (enqueued ones), so every trial shows its slot."""
+        if self._slot_key() in trial.system_attrs or _RETRY_KEY in trial.system_attrs:
+            return
+        g, s = self.slot_of(study, trial)
+        study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), {"g": g, "s": s, "n": trial.number})
+
+    def reseed_rng(self) -> None:
+        """Only the fallback for foreign parameters is reseeded: the evolution's randomness is
+        derived from (seed, generation, slot), so threads cannot change it."""
+        self._independent.reseed_rng()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_contexts"] = {}
+        state["_contexts_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._contexts_lock = threading.Lock()
+
+    # ---- generations ---------------------------------------------------------------------------
+    def _genotype_of(self, ctx: _StudyContext, t: FrozenTrial) -> str | None:
+        """The genotype string a trial evaluated (its user attribute, else its parameters)."""
+        cached = ctx.genotypes.get(t.number)
+        if cached is not None:
+            return cached
+        text = t.user_attrs.get(GENOTYPE_ATTR)
+        result: str | None = None
+        try:
+            if text is not None:
+                result = str(ctx.space.parse(text))
+            elif all(k in t.params for k in self.infer_relative_search_space_for(ctx)):
+                result = str(ctx.space.from_params(t.params))
+        except GenotypeError:
+            result = None
+        if result is not None and t.state.is_finished():
+            ctx.genotypes[t.number] = result
+        return result
+
+    def infer_relative_search_space_for(self, ctx: _StudyContext) -> dict[str, BaseDistribution]:
+        dists = self._distributions.get(id(ctx.space))
+        if dists is None:
+            dists = self._distributions[id(ctx.space)] = ctx.space.distributions()
+        return dists
+
+    def _fixed_genotype(self, ctx: _StudyContext, slot: tuple[int, int]) -> Genotype | None:
+        params = ctx.fixed.get(slot)
+        if params is None:
+            return None
+        try:
+            return ctx.space.from_params(params)
+        except GenotypeError:  # a partial enqueue: the sampler fills the rest, the result is not known here
+            return None
+
+    def _wait_for(self, study: Study, ctx: _StudyContext, generation: int, current: int | None) -> list[FrozenTrial]:
+        """Trials, once no trial of ``generation`` or earlier is running (or the timeout passed)."""
+        deadline = time.monotonic() + self._generation_timeout
+        delay = 0.01
+        heartbeat = is_heartbeat_enabled(study._storage)
+        while True:
+            trials = study._get_trials(deepcopy=False, use_cache=False)
+            with ctx.lock:
+                self._index_list(ctx, trials)
+                running = [
+                    t.number
+                    for t in trials
+                    if t.state == TrialState.RUNNING and t.number != current and ctx.slots[t.number][0] <= generation
+                ]
+            if not running:
+                return trials
+            if heartbeat:
+                optuna.storages.fail_stale_trials(study)
+            if time.monotonic() >= deadline:
+                _log.warning(
+                    "generation %d still has running trials %s after %.0f s; choosing the next parents without "
+                    "them (raise generation_timeout to wait longer)",
+                    generation,
+                    running,
+                    self._generation_timeout,
+                )
+                return trials
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def _selector_for(self, generation: int) -> ParentSelector:
+        if self._tournament is not None and generation % int(self._tournament.every) == 0:
+            return self._tournament
+        return self._selector
+
+    def _generation(self, study: Study, ctx: _StudyContext, g: int, current: int | None) -> _Generation:
+        """Generation ``g``'s parents, adaptive state and known genotypes (selecting parents if needed)."""
+        with ctx.lock:
+            if g in ctx.gens:
+                return ctx.gens[g]
+        cached = None if g == 0 else study._storage.get_study_system_attrs(study._study_id).get(self._parents_key(g))
+        if g == 0:
+            trials = study._get_trials(deepcopy=False, use_cache=True)
+            parent_numbers: list[int] = []
+            state = AdaptiveState()
+        elif cached is None:
+            prev = self._generation(study, ctx, g - 1, current)
+            trials = self._wait_for(study, ctx, g - 1, current)
+            with ctx.lock:
+                self._index_list(ctx, trials)
+                done: dict[tuple[int, int], FrozenTrial] = {}
+                for t in trials:
+                    if ctx.slots[t.number][0] == g - 1 and t.state == TrialState.COMPLETE and t.values is not None:
+                        done.setdefault(ctx.slots[t.number], t)
+                offspring = list(done.values())
+            pool = [trials[n] for n in prev.parent_numbers] + [
+                t for t in offspring if t.number not in prev.parent_numbers
+            ]
+            chosen = self._selector_for(g).select(study, g, pool, self._population_size or len(pool))
+            chosen_numbers = [t.number for t in chosen]
+            survivors = set(chosen_numbers)
+            records = [ChildRecord.from_dict((t.system_attrs.get(self._slot_key()) or {}).get("r")) for t in offspring]
+            state = prev.state.update(records, [t.number in survivors for t in offspring])
+            self._write_study_attr(study, self._parents_key(g), {"parents": chosen_numbers, "state": state.to_dict()})
+            parent_numbers = chosen_numbers
+        else:
+            trials = study._get_trials(deepcopy=False, use_cache=True)
+            parent_numbers = [int(n) for n in cached["parents"]]
+            state = AdaptiveState.from_dict(cached["state"])
+        with ctx.lock:
+            if g in ctx.gens:
+                return ctx.gens[g]
+            self._index_list(ctx, trials)
+            parents = []
+            for n in parent_numbers:
+                text = self._genotype_of(ctx, trials[n])
+                if text is not None:
+                    parents.append(Genotype.parse(text))
+            seen = set()
+            for t in trials:
+                if ctx.slots[t.number][0] < g and t.state != TrialState.FAIL:
+                    text = self._genotype_of(ctx, t)
+                    if text is not None:
+                        seen.add(text)
+            for slot in ctx.fixed:
+                if slot[0] == g:
+                    fixed = self._fixed_genotype(ctx, slot)
+                    if fixed is not None:
+                        seen.add(str(fixed))
+            gen = _Generation(parents, parent_numbers, state, seen)
+            ctx.gens[g] = gen
+            for old in [k for k in ctx.gens if k < g - 1]:  # keep memory flat on long searches
+                del ctx.gens[old]
+            return gen
+
+    def _child(self, study: Study, ctx: _StudyContext, g: int, s: int, current: int) -> tuple[Genotype, ChildRecord]:
+        gen = self._generation(study, ctx, g, current)
+        with ctx.lock:
+            while len(gen.children) <= s:
+                k = len(gen.children)
+                rng = np.random.default_rng([ctx.seed, g, k])
+                fixed = self._fixed_genotype(ctx, (g, k))
+                if fixed is not None:
+                    child, record = fixed, ChildRecord()
+                elif g == 0 or not gen.parents:
+                    child, record = random_unseen(ctx.space, rng, gen.seen), ChildRecord()
+                else:
+                    child, record = make_unique_child(ctx.space, gen.parents, rng, gen.seen, gen.state, self._config)
+                if record.fallback:
+                    _log.info(
+                        "generation %d slot %d: %d children in a row were known genotypes; took a random unseen one",
+                        g,
+                        k,
+                        self._config.max_retries + 1,
+                    )
+                if str(child) in gen.seen and fixed is None:
+                    _log.warning(
+                        "generation %d slot %d: no unseen genotype found (is the space exhausted?); "
+                        "proposing the known genotype %s again",
+                        g,
+                        k,
+                        child,
+                    )
+                gen.seen.add(str(child))
+                gen.children.append((child, record))
+            return gen.children[s]
