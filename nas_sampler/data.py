@@ -220,8 +220,9 @@ def load_dataset(
     transform: Callable[..., Any] | None = None,
 ) -> Dataset:
     """A data set by name (``cifar10``, ``cifar100``, ``mnist``, ``fashion-mnist``, ``svhn``,
-    ``builtin``) or an ImageFolder folder path. Missing files, a wrong layout or a failed download
-    raise one :class:`DataError` that says what to pass."""
+    ``builtin``) or an ImageFolder folder path (a name wins over a folder of the same name: write
+    ``./cifar10`` for the folder). Missing files, a wrong layout or a failed download raise one
+    :class:`DataError` that says what to pass."""
     name = canonical_name(str(name_or_folder)) if isinstance(name_or_folder, str) else None
     if name == BUILTIN:
         return BuiltinShapes(train=train, transform=transform)
