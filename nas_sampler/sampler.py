@@ -62,12 +62,19 @@ _FIXED_KEY = "fixed_params"  # set by study.enqueue_trial
 class ParentSelector(Protocol):
     """Chooses the next parents among ``candidates`` (previous parents and the finished offspring).
 
-    Returns at most ``k`` trials, best first (the order steers the binary tournament that picks
-    the parents of each child). Called once per generation; the result is cached in the study. A
-    DARTS tournament (or any other rule) plugs in here.
+    Called with keyword arguments, once per generation (the result is cached in the study); returns
+    at most ``n_survivors`` trials, best first (the order steers the binary tournament that picks the
+    parents of each child). A DARTS tournament (or any other rule) plugs in here.
     """
 
-    def select(self, study: Study, generation: int, candidates: list[FrozenTrial], k: int) -> list[FrozenTrial]: ...
+    def select(
+        self,
+        study: Study,
+        space: SearchSpace | None,
+        candidates: Sequence[FrozenTrial],
+        n_survivors: int,
+        generation: int,
+    ) -> list[FrozenTrial]: ...
 
 
 class ParetoSelector:
@@ -81,7 +88,14 @@ class ParetoSelector:
             raise ConfigError(f"reduction={reduction!r} is invalid: choose one of {', '.join(REDUCTIONS)}")
         self.reduction = reduction
 
-    def select(self, study: Study, generation: int, candidates: list[FrozenTrial], k: int) -> list[FrozenTrial]:
+    def select(
+        self,
+        study: Study,
+        space: SearchSpace | None,
+        candidates: Sequence[FrozenTrial],
+        n_survivors: int,
+        generation: int,
+    ) -> list[FrozenTrial]:
         if not candidates:
             return []
         values = np.array([t.values for t in candidates], dtype=float)
@@ -94,7 +108,7 @@ class ParetoSelector:
                     for t in candidates
                 ]
             )
-        chosen = select_survivors(values, study.directions, k, self.reduction, violations)
+        chosen = select_survivors(values, study.directions, n_survivors, self.reduction, violations)
         return [candidates[i] for i in chosen]
 
 
@@ -142,8 +156,9 @@ class GeneticCellSampler(BaseGASampler):
             see :class:`~nas_sampler.evolution.EvolutionConfig`.
         reduction: ``"rank_sum"`` (the original's rule) or ``"crowding"`` (NSGA-II's).
         selector: replaces Pareto selection entirely (any :class:`ParentSelector`).
-        tournament: a :class:`ParentSelector` with an ``every`` attribute; used instead of the
-            selector in generations divisible by ``every`` (the DARTS tournament plugs in here).
+        tournament: a :class:`ParentSelector` with ``is_tournament_generation(generation)`` (or an
+            integer ``every``), used instead of the selector for the parents of those generations
+            (:class:`~nas_sampler.DartsTournament` plugs in here).
         generation_timeout: seconds to wait for the previous generation's running trials before
             choosing parents without them (a warning is logged). Stale trials are failed meanwhile
             when the storage has a heartbeat.
@@ -183,10 +198,11 @@ class GeneticCellSampler(BaseGASampler):
             raise ConfigError(f"generation_timeout={generation_timeout!r} is invalid: give seconds >= 0")
         if tournament is not None:
             every = getattr(tournament, "every", None)
-            if not isinstance(every, int) or every < 1 or not hasattr(tournament, "select"):
+            has_rule = hasattr(tournament, "is_tournament_generation") or (isinstance(every, int) and every >= 1)
+            if not has_rule or not hasattr(tournament, "select"):
                 raise ConfigError(
-                    f"tournament={tournament!r} is invalid: it needs select(study, generation, candidates, k) "
-                    "and an integer attribute 'every' >= 1"
+                    f"tournament={tournament!r} is invalid: it needs select(study=, space=, candidates=, "
+                    "n_survivors=, generation=) and is_tournament_generation(generation) or an integer 'every' >= 1"
                 )
         super().__init__(population_size)
         self._offspring = offspring_per_generation or population_size
@@ -462,8 +478,11 @@ class GeneticCellSampler(BaseGASampler):
             delay = min(delay * 1.5, 0.5)
 
     def _selector_for(self, generation: int) -> ParentSelector:
-        if self._tournament is not None and generation % int(self._tournament.every) == 0:
-            return self._tournament
+        t = self._tournament
+        if t is not None and generation > 0:
+            rule = getattr(t, "is_tournament_generation", None)
+            if rule(generation) if rule is not None else generation % int(t.every) == 0:
+                return t
         return self._selector
 
     def _generation(self, study: Study, ctx: _StudyContext, g: int, current: int | None) -> _Generation:
@@ -489,7 +508,9 @@ class GeneticCellSampler(BaseGASampler):
             pool = [trials[n] for n in prev.parent_numbers] + [
                 t for t in offspring if t.number not in prev.parent_numbers
             ]
-            chosen = self._selector_for(g).select(study, g, pool, self._population_size or len(pool))
+            chosen = self._selector_for(g).select(
+                study=study, space=ctx.space, candidates=pool, n_survivors=self._population_size, generation=g
+            )
             chosen_numbers = [t.number for t in chosen]
             survivors = set(chosen_numbers)
             records = [ChildRecord.from_dict((t.system_attrs.get(self._slot_key()) or {}).get("r")) for t in offspring]
