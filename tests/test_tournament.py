@@ -1,0 +1,177 @@
+"""The DARTS tournament: it prefers a cell that carries information, is deterministic, runs once per
+generation in a study, and keeps the population size."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import CategoricalDistribution
+from torch import nn
+
+from nas_sampler import tournament as tmod
+from nas_sampler.errors import ConfigError
+from nas_sampler.ops import build_op, register_op, unregister_op
+from nas_sampler.space import CellSpace, NB201Space
+from nas_sampler.tournament import DartsTournament, TournamentResult, run_tournament, split_groups
+
+INFORMATIVE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+CONSTANT = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # output is zeros whatever the input
+FAST = dict(steps=12, warmup_steps=6, batch_size=16)
+
+
+class TimesZero(nn.Module):
+    """A convolution whose output is multiplied by zero: parameters, but no information."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int):
+        super().__init__()
+        self.conv = build_op("sep_conv_3x3", C_in, C_out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * 0.0
+
+
+@pytest.fixture
+def zero_op():
+    register_op("times_zero_test", TimesZero, overwrite=True)
+    yield "times_zero_test"
+    unregister_op("times_zero_test")
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_nb201_group_picks_the_informative_cell(order: int) -> None:
+    space = NB201Space()
+    cands = [INFORMATIVE, CONSTANT] if order == 0 else [CONSTANT, INFORMATIVE]
+    r = run_tournament(space, cands, "builtin", size=2, seed=0, device="cpu", **FAST)
+    assert r.winners == [cands.index(INFORMATIVE)]
+    assert r.weights[cands.index(INFORMATIVE)] > 0.5 > r.weights[cands.index(CONSTANT)]
+    assert len(r.loss_curve) == FAST["steps"] + FAST["warmup_steps"]
+    assert len(r.val_loss_curve) == FAST["steps"]
+
+
+def test_cell_space_group_picks_the_informative_cell_over_zeroed_cells(zero_op: str) -> None:
+    space = CellSpace(ops=("sep_conv_3x3", zero_op, "max_pool_3x3"), width=8)
+    cands = [f"|{zero_op}:16~0|+|{zero_op}:32~1|", "|sep_conv_3x3:16~0|+|sep_conv_3x3:32~1|", f"|{zero_op}:8~0|"]
+    r = run_tournament(space, cands, "builtin", size=3, seed=1, device="cpu", width=8, **FAST)
+    assert r.groups == [[0, 1, 2]]
+    assert r.winners == [1]
+
+
+def test_deterministic_for_a_seed_on_cpu() -> None:
+    space = NB201Space()
+    rng = __import__("numpy").random.default_rng(3)
+    cands = [space.random(rng) for _ in range(4)]
+    state = torch.get_rng_state()
+    a = run_tournament(space, cands, "builtin", size=2, seed=5, device="cpu", **FAST)
+    assert torch.equal(state, torch.get_rng_state()), "the global RNG must be left as it was"
+    b = run_tournament(space, cands, "builtin", size=2, seed=5, device="cpu", **FAST)
+    c = run_tournament(space, cands, "builtin", size=2, seed=6, device="cpu", **FAST)
+    assert a.alphas == b.alphas and a.loss_curve == b.loss_curve and a.winners == b.winners
+    assert a.loss_curve != c.loss_curve
+
+
+def test_groups_and_survivor_rule() -> None:
+    assert split_groups(10, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert split_groups(9, 4) == [[0, 1, 2, 3], [4, 5, 6, 7, 8]]  # no group of one
+    shuffled = split_groups(10, 4, seed=1)
+    assert sorted(i for g in shuffled for i in g) == list(range(10)) and shuffled != split_groups(10, 4)
+    r = TournamentResult(
+        groups=[[0, 1], [2, 3, 4]],
+        alphas=[0.0] * 5,
+        weights=[0.6, 0.4, 0.2, 0.5, 0.3],
+        winners=[0, 3],
+        loss_curve=[],
+    )
+    # shares: 1.2, 0.8, 0.6, 1.5, 0.9 -> winners by share (3, 0), then the rest by share (4, 1, 2)
+    assert r.survivors(5) == [3, 0, 4, 1, 2]
+    assert r.survivors(3) == [3, 0, 4]
+    assert r.survivors(1) == [3]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"every": 0}, "every"),
+        ({"size": 1}, "size"),
+        ({"steps": 0}, "steps"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"lr": -1.0}, "lr"),
+        ({"alpha_lr": float("nan")}, "alpha_lr"),
+        ({"device": "tpu9"}, "device"),
+        ({"data": None}, "data"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs: dict, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        DartsTournament(**kwargs)
+
+
+def test_tournament_generations() -> None:
+    t = DartsTournament(every=3)
+    assert [g for g in range(10) if t.is_tournament_generation(g)] == [3, 6, 9]
+
+
+def _study_with_candidates(storage: str | None, n: int, space: NB201Space) -> optuna.Study:
+    study = optuna.create_study(storage=storage, study_name="t", directions=["minimize", "minimize"])
+    rng = __import__("numpy").random.default_rng(0)
+    dists = {k: CategoricalDistribution(d.choices) for k, d in space.distributions().items()}
+    seen: set[str] = set()
+    while len(seen) < n:
+        g = space.random(rng)
+        if str(g) in seen:
+            continue
+        seen.add(str(g))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=space.to_params(g),
+                distributions=dists,
+                values=[float(rng.random()), float(rng.random())],
+                user_attrs={"genotype": str(g)},
+            )
+        )
+    return study
+
+
+def test_select_stores_result_keeps_population_and_is_not_rerun_on_resume(tmp_path, monkeypatch) -> None:
+    space = NB201Space()
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    study = _study_with_candidates(storage, 10, space)
+    calls = []
+    real = tmod.run_tournament
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tmod, "run_tournament", counting)
+    tour = DartsTournament(data="builtin", every=2, size=4, device="cpu", seed=0, **FAST)
+    candidates = study.get_trials(deepcopy=False)
+    parents = tour.select(study, space, candidates, n_survivors=6, generation=2)
+    assert len(calls) == 1
+    record = study.user_attrs["nas_sampler:tournament:2"]
+    assert len(parents) == 6  # 3 group winners, filled to the population size
+    assert len({p.number for p in parents}) == 6
+    assert {p.number for p in parents[:3]} == set(record["winners"])  # winners first, then the fill
+    assert sorted(int(k) for k in record["weight"]) == [t.number for t in candidates]
+    assert len(record["loss_curve"]) == FAST["steps"] + FAST["warmup_steps"]
+    assert tmod.tournament_alphas(study).keys() == {t.number for t in candidates}
+
+    # a resumed search: a new process, a new tournament object, the same storage
+    resumed = optuna.load_study(study_name="t", storage=storage)
+    again = DartsTournament(data="builtin", every=2, size=4, device="cpu", seed=0, **FAST).select(
+        resumed, space, resumed.get_trials(deepcopy=False), n_survivors=6, generation=2
+    )
+    assert len(calls) == 1, "a finished tournament must not run again"
+    assert [p.number for p in again] == [p.number for p in parents]
+
+
+def test_select_keeps_population_when_groups_give_too_few_or_too_many_winners() -> None:
+    space = NB201Space()
+    study = _study_with_candidates(None, 6, space)
+    trials = study.get_trials(deepcopy=False)
+    t = DartsTournament(size=2, device="cpu", **FAST)
+    assert len(t.select(study, space, trials, n_survivors=5, generation=3)) == 5  # 3 winners + 2
+    record = study.user_attrs["nas_sampler:tournament:3"]
+    assert len(record["winners"]) == 3
+    two = t.select(study, space, trials, n_survivors=2, generation=3)  # reused, fewer than the winners
+    assert [p.number for p in two] == record["survivors"][:2] and set(record["survivors"][:2]) <= set(record["winners"])
