@@ -175,3 +175,42 @@ def test_select_keeps_population_when_groups_give_too_few_or_too_many_winners() 
     assert len(record["winners"]) == 3
     two = t.select(study, space, trials, n_survivors=2, generation=3)  # reused, fewer than the winners
     assert [p.number for p in two] == record["survivors"][:2] and set(record["survivors"][:2]) <= set(record["winners"])
+
+
+def test_genetic_sampler_uses_the_tournament_on_its_generations(tmp_path, monkeypatch) -> None:
+    from nas_sampler.sampler import GeneticCellSampler
+
+    space = NB201Space()
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    calls: list[int] = []
+    real = tmod.run_tournament
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tmod, "run_tournament", counting)
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, float]:
+        g = space.suggest(trial)
+        ops = [e.op for _, e in g.edges()]
+        return float(ops.count("none")), float(len(set(ops)))
+
+    def make_sampler() -> GeneticCellSampler:
+        tour = DartsTournament(data="builtin", every=2, size=2, device="cpu", seed=0, **FAST)
+        return GeneticCellSampler(population_size=4, space=space, seed=0, tournament=tour)
+
+    study = optuna.create_study(
+        storage=storage, study_name="s", directions=["minimize", "minimize"], sampler=make_sampler()
+    )
+    study.optimize(objective, n_trials=12)  # generations 0, 1, 2: parents of generation 2 by tournament
+    records = tmod.tournament_records(study)
+    assert list(records) == [2] and len(calls) == 1
+    parents = study._storage.get_study_system_attrs(study._study_id)["GeneticCellSampler:parent:2"]["parents"]
+    assert len(parents) == 4  # the population size is kept
+    assert parents == records[2]["survivors"][:4]
+    assert set(records[2]["winners"]) <= set(parents)
+
+    resumed = optuna.load_study(study_name="s", storage=storage, sampler=make_sampler())
+    resumed.optimize(objective, n_trials=4)  # generation 3: Pareto selection again, no new tournament
+    assert len(calls) == 1 and list(tmod.tournament_records(resumed)) == [2]
