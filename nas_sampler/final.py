@@ -1,0 +1,261 @@
+"""The end product of a search: choose cells from a finished study, build the final network, and
+export it so that it can be rebuilt exactly anywhere.
+
+:func:`export_final` writes two files: ``<name>.json`` (the genotype strings, the space definition,
+the choices made, the study name and trial numbers, the network options and the seed) and
+``<name>.pt`` (``torch.save`` of the initialised model's state dict). :func:`build_final_network`
+reads the JSON back and returns the same network: same parameter count, and with the saved weights
+(or the same seed, ``weights=False``) the same output on the same input.
+
+For :class:`~nas_sampler.NB201Space` the final network is the benchmark's own skeleton with the
+chosen cell (one cell); for :class:`~nas_sampler.CellSpace` it is
+:class:`~nas_sampler.phenotype.FinalNetwork`, which stacks the chosen cells in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from torch import nn
+
+from nas_sampler.errors import ConfigError, DataError
+from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sum_order
+from nas_sampler.genotype import Genotype
+from nas_sampler.phenotype import count_parameters
+from nas_sampler.space import GENOTYPE_ATTR, NB201Space, SearchSpace, recorded_space, space_from_definition
+
+FORMAT = "nas-sampler-final/1"
+RULES = ("rank_sum", "crowding", "tournament")
+DEFAULT_CELLS = 3  # CellSpace: as many cells as FinalNetwork's default reductions (32 -> 4 pixels)
+
+
+def _load_study(study: optuna.Study | str, storage: str | None) -> optuna.Study:
+    if isinstance(study, optuna.Study):
+        return study
+    if not isinstance(study, str) or storage is None:
+        raise ConfigError(
+            f"study={study!r}: give an optuna.Study, or a study name together with storage= (e.g. sqlite:///nas.db)"
+        )
+    try:
+        return optuna.load_study(study_name=study, storage=storage)
+    except KeyError as e:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise ConfigError(f"no study {study!r} in {storage}; studies there: {names}") from e
+
+
+def _genotype_text(space: SearchSpace, t: FrozenTrial) -> str:
+    text = t.user_attrs.get(GENOTYPE_ATTR)
+    return str(space.parse(text) if text is not None else space.from_params(t.params))
+
+
+def _violation(t: FrozenTrial) -> float:
+    return sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else float("inf")
+
+
+def choose_trials(
+    study: optuna.Study, n_cells: int, rule: str = "rank_sum", space: SearchSpace | None = None
+) -> list[FrozenTrial]:
+    """``n_cells`` completed trials with distinct genotypes, best first, by ``rule``.
+
+    * ``rank_sum`` (default, the original's): the first Pareto front, the best trial of each objective
+      first, then the others by the sum of their per-objective ranks; when the front holds fewer than
+      ``n_cells`` distinct genotypes, the next fronts follow in the same order.
+    * ``crowding``: the same fronts, each ordered by NSGA-II crowding distance (most isolated first).
+    * ``tournament``: the survivors of the study's latest DARTS tournament (group winners first).
+    """
+    if rule not in RULES:
+        raise ConfigError(f"rule={rule!r} is unknown; choose one of {', '.join(RULES)} (or pass trials=)")
+    space = space or recorded_space(study)
+    if space is None:
+        raise ConfigError(f"study {study.study_name!r} records no search space: it has no trial scored by a space")
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
+    if not done:
+        raise ConfigError(f"study {study.study_name!r} has no completed trial to choose cells from")
+    if rule == "tournament":
+        from nas_sampler.tournament import tournament_records
+
+        records = tournament_records(study)
+        if not records:
+            raise ConfigError(
+                f"study {study.study_name!r} has run no DARTS tournament; use rule='rank_sum' or search with "
+                "GeneticCellSampler(tournament=DartsTournament(...))"
+            )
+        by_number = {t.number: t for t in done}
+        ordered = [by_number[n] for n in records[max(records)]["survivors"] if n in by_number]
+    else:
+        values = [t.values for t in done]
+        violations = [_violation(t) for t in done] if any(t.constraints for t in done) else None
+        order_in = rank_sum_order if rule == "rank_sum" else crowding_order
+        ordered = []
+        for front in non_dominated_sort(values, study.directions, violations):
+            ordered += [done[front[i]] for i in order_in([values[j] for j in front], study.directions)]
+    chosen: list[FrozenTrial] = []
+    seen: set[str] = set()
+    for t in ordered:
+        text = _genotype_text(space, t)
+        if text not in seen:
+            seen.add(text)
+            chosen.append(t)
+        if len(chosen) == n_cells:
+            return chosen
+    raise ConfigError(
+        f"n_cells={n_cells} but study {study.study_name!r} offers only {len(chosen)} distinct genotypes by rule "
+        f"{rule!r}; pass a smaller n_cells"
+    )
+
+
+def _data_shape(study: optuna.Study) -> tuple[int | None, int | None]:
+    """(classes, channels) of the data the study was scored on, when it can be opened here."""
+    from nas_sampler import data as _data
+
+    spec = _data.recorded_data_spec(study)
+    if not spec or str(spec.get("data", "")).startswith("<"):
+        return None, None
+    try:
+        ds = _data.load_dataset(spec["data"], train=bool(spec.get("train", True)))
+        return _data.num_classes(ds), int(ds[0][0].shape[0])
+    except (DataError, OSError):
+        return None, None
+
+
+def export_final(
+    study: optuna.Study | str,
+    path: str | os.PathLike,
+    n_cells: int | None = None,
+    rule: str = "rank_sum",
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    trials: Sequence[int] | None = None,
+    seed: int = 0,
+    storage: str | None = None,
+    **network_options: Any,
+) -> dict[str, Any]:
+    """Choose cells from a finished ``study``, build the final network and write ``path`` (JSON) and
+    the initialised weights beside it (same name, ``.pt``). Returns the JSON record.
+
+    ``study``: an ``optuna.Study`` or a study name with ``storage``. ``n_cells``: cells to stack
+    (default 3 for CellSpace, 1 for NB201Space, whose final network holds one cell). ``rule``: see
+    :func:`choose_trials`; ``trials`` (trial numbers) overrides it. ``num_classes``/``in_channels``:
+    default to the data the study was scored on (when it can be opened here). ``network_options``:
+    passed to ``space.final_network`` (CellSpace: ``width``, ``reductions``, ``dropout``). ``seed``
+    seeds the initial weights.
+    """
+    study = _load_study(study, storage)
+    space = recorded_space(study)
+    if space is None:
+        raise ConfigError(f"study {study.study_name!r} records no search space: it has no trial scored by a space")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is invalid: give a non-negative integer")
+    if trials is not None:
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        missing = [n for n in trials if n not in by_number or by_number[n].state != TrialState.COMPLETE]
+        if missing or not trials:
+            raise ConfigError(f"trials={list(trials)}: trials {missing} are not completed trials of the study")
+        chosen = [by_number[int(n)] for n in trials]
+        rule_used = "trials"
+    else:
+        if n_cells is None:
+            n_cells = 1 if isinstance(space, NB201Space) else DEFAULT_CELLS
+        if not isinstance(n_cells, int) or isinstance(n_cells, bool) or n_cells < 1:
+            raise ConfigError(f"n_cells={n_cells!r} is invalid: give a positive integer")
+        if isinstance(space, NB201Space) and n_cells != 1:
+            raise ConfigError(f"n_cells={n_cells}: NB201Space's final network is the benchmark skeleton with one cell")
+        chosen = choose_trials(study, n_cells, rule, space)
+        rule_used = rule
+    genotypes = [_genotype_text(space, t) for t in chosen]
+    if num_classes is None or in_channels is None:
+        k, c = _data_shape(study)
+        num_classes = num_classes if num_classes is not None else k
+        in_channels = in_channels if in_channels is not None else c
+        if num_classes is None or in_channels is None:
+            raise ConfigError(
+                f"cannot open the data study {study.study_name!r} was scored on to learn its classes and channels; "
+                "pass num_classes= and in_channels="
+            )
+    record: dict[str, Any] = {
+        "format": FORMAT,
+        "study_name": study.study_name,
+        "space": space.definition(),
+        "genotypes": genotypes,
+        "trials": [t.number for t in chosen],
+        "values": [list(t.values) for t in chosen],
+        "metric_names": study.metric_names,
+        "rule": rule_used,
+        "n_cells": len(chosen),
+        "num_classes": int(num_classes),
+        "in_channels": int(in_channels),
+        "network_options": network_options,
+        "seed": seed,
+    }
+    net = _build(record)
+    record["parameters"] = count_parameters(net)
+    json_path = Path(path)
+    if json_path.suffix != ".json":
+        json_path = json_path.with_name(json_path.name + ".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    weights = json_path.with_suffix(".pt")
+    record["weights"] = weights.name  # beside the JSON, so the pair can move together
+    record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record["torch_version"] = torch.__version__
+    torch.save(net.state_dict(), weights)
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    record["path"] = str(json_path)
+    return record
+
+
+def _build(record: dict[str, Any]) -> nn.Module:
+    space = space_from_definition(record["space"])
+    genotypes: list[Genotype] = [space.parse(g) for g in record["genotypes"]]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(record.get("seed", 0)))
+        try:
+            return space.final_network(
+                genotypes,
+                num_classes=int(record["num_classes"]),
+                in_channels=int(record["in_channels"]),
+                **dict(record.get("network_options") or {}),
+            )
+        except TypeError as e:
+            raise ConfigError(f"network options {record.get('network_options')} do not fit {space!r}: {e}") from e
+
+
+def read_export(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON record of an export, checked."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no export file {str(p)!r}; pass the .json written by export_final / nas-sampler export")
+    try:
+        record = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{str(p)!r} is not JSON ({e}); pass the .json written by export_final") from e
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ConfigError(f"{str(p)!r} is not a nas-sampler final-network export (format {FORMAT!r} expected)")
+    return record
+
+
+def build_final_network(path: str | os.PathLike, weights: bool = True, map_location: str = "cpu") -> nn.Module:
+    """Rebuild the network of an export: the same architecture, initialised from the same seed, and,
+    with ``weights=True`` (default) and the ``.pt`` file beside the JSON, the saved weights."""
+    p = Path(path)
+    record = read_export(p)
+    net = _build(record)
+    n = count_parameters(net)
+    if "parameters" in record and n != record["parameters"]:
+        raise ConfigError(
+            f"rebuilt network has {n} parameters, the export records {record['parameters']}: an operation "
+            "is registered differently here than where it was exported (check register_op calls)"
+        )
+    if weights and record.get("weights"):
+        wpath = p.with_name(record["weights"])
+        if not wpath.is_file():
+            raise ConfigError(f"weights file {str(wpath)!r} is missing; put it beside the JSON or pass weights=False")
+        net.load_state_dict(torch.load(wpath, map_location=map_location, weights_only=True))
+    return net

@@ -1,0 +1,126 @@
+"""Exporting the final network from a study and rebuilding it exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.distributions import CategoricalDistribution
+
+from nas_sampler.errors import ConfigError
+from nas_sampler.final import build_final_network, choose_trials, export_final
+from nas_sampler.phenotype import count_parameters
+from nas_sampler.space import CellSpace, NB201Space, record_space
+
+
+def _study(space, values: list[tuple[float, float]], genotypes: list[str], storage: str | None = None) -> optuna.Study:
+    study = optuna.create_study(storage=storage, study_name="final", directions=["minimize", "minimize"])
+    record_space(study, space)
+    dists = {k: CategoricalDistribution(d.choices) for k, d in space.distributions().items()}
+    for v, g in zip(values, genotypes, strict=True):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=space.to_params(space.parse(g)), distributions=dists, values=list(v), user_attrs={"genotype": g}
+            )
+        )
+    return study
+
+
+def _random_genotypes(space, n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    while len(out) < n:
+        g = str(space.random(rng))
+        if g not in out:
+            out.append(g)
+    return out
+
+
+def test_rank_sum_rule_orders_the_first_front_then_the_next() -> None:
+    space = CellSpace(width=8)
+    gens = _random_genotypes(space, 6)
+    # front 1: trials 0 (best in objective 0), 1, 2 (best in objective 1); trial 1 has the lowest rank sum
+    # among the rest. Front 2: trials 3, 4. Trial 5 is dominated by trial 4.
+    values = [(0.0, 10.0), (5.0, 5.0), (10.0, 0.0), (6.0, 6.0), (11.0, 1.0), (12.0, 2.0)]
+    study = _study(space, values, gens)
+    assert [t.number for t in choose_trials(study, 3)] == [0, 2, 1]
+    assert [t.number for t in choose_trials(study, 5)] == [0, 2, 1, 3, 4]
+    with pytest.raises(ConfigError, match="n_cells=7"):
+        choose_trials(study, 7)
+    with pytest.raises(ConfigError, match="rule='best'"):
+        choose_trials(study, 2, rule="best")
+    with pytest.raises(ConfigError, match="no DARTS tournament"):
+        choose_trials(study, 2, rule="tournament")
+
+
+def test_export_and_rebuild_cell_space_exactly(tmp_path) -> None:
+    space = CellSpace(width=8)
+    gens = _random_genotypes(space, 4, seed=1)
+    study = _study(space, [(0.0, 3.0), (1.0, 2.0), (2.0, 1.0), (3.0, 0.0)], gens)
+    record = export_final(study, tmp_path / "final.json", n_cells=2, num_classes=7, in_channels=3, width=8)
+    saved = json.loads((tmp_path / "final.json").read_text())
+    assert (tmp_path / "final.pt").is_file()
+    assert saved["genotypes"] == [gens[0], gens[3]]  # the best of each objective come first
+    assert saved["trials"] == [0, 3] and saved["study_name"] == "final" and saved["rule"] == "rank_sum"
+    assert saved["space"] == space.definition() and saved["network_options"] == {"width": 8}
+
+    direct = space.final_network([space.parse(g) for g in saved["genotypes"]], num_classes=7, width=8)
+    net = build_final_network(tmp_path / "final.json")
+    assert count_parameters(net) == count_parameters(direct) == record["parameters"]
+    fresh = build_final_network(tmp_path / "final.json", weights=False)  # same seed, no weight file
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    saved_state = torch.load(tmp_path / "final.pt", weights_only=True)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, saved_state[k])
+    net.eval()
+    fresh.eval()
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (2, 7)
+        assert torch.equal(out, fresh(x))
+
+
+def test_nb201_final_network_is_the_benchmark_skeleton(tmp_path) -> None:
+    space = NB201Space()
+    gens = _random_genotypes(space, 3, seed=2)
+    study = _study(space, [(0.0, 1.0), (1.0, 0.0), (2.0, 2.0)], gens)
+    export_final(study, tmp_path / "nb", num_classes=10, in_channels=3)  # ".json" is added
+    net = build_final_network(tmp_path / "nb.json")
+    assert count_parameters(net) == count_parameters(space.scoring_network(space.parse(gens[0])))
+    with pytest.raises(ConfigError, match="one cell"):
+        export_final(study, tmp_path / "nb2.json", n_cells=2, num_classes=10, in_channels=3)
+
+
+def test_export_by_name_with_storage_and_explicit_trials(tmp_path) -> None:
+    space = CellSpace(width=8)
+    storage = f"sqlite:///{tmp_path / 'nas.db'}"
+    gens = _random_genotypes(space, 3, seed=3)
+    _study(space, [(0.0, 1.0), (1.0, 0.0), (2.0, 2.0)], gens, storage=storage)
+    record = export_final("final", tmp_path / "x.json", storage=storage, trials=[2], num_classes=10, in_channels=3)
+    assert record["genotypes"] == [gens[2]] and record["rule"] == "trials"
+    with pytest.raises(ConfigError, match="not completed trials"):
+        export_final("final", tmp_path / "y.json", storage=storage, trials=[9], num_classes=10, in_channels=3)
+    with pytest.raises(ConfigError, match="no study 'nope'"):
+        export_final("nope", tmp_path / "y.json", storage=storage)
+
+
+def test_export_reads_classes_and_channels_from_the_recorded_data(tmp_path) -> None:
+    from nas_sampler.data import data_spec, record_data_spec
+
+    space = CellSpace(width=8)
+    study = _study(space, [(0.0, 1.0)], _random_genotypes(space, 1))
+    with pytest.raises(ConfigError, match="num_classes"):
+        export_final(study, tmp_path / "a.json", n_cells=1)
+    record_data_spec(study, data_spec("builtin"))
+    assert export_final(study, tmp_path / "a.json", n_cells=1)["num_classes"] == 10
+
+
+def test_bad_export_files(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="no export file"):
+        build_final_network(tmp_path / "missing.json")
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    with pytest.raises(ConfigError, match="not a nas-sampler final-network export"):
+        build_final_network(tmp_path / "other.json")
