@@ -126,6 +126,15 @@ def _data_shape(study: optuna.Study) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _recorded_data(study: optuna.Study) -> str | None:
+    """The data set name or folder the study was scored on (what ``train`` uses by default)."""
+    from nas_sampler.data import recorded_data_spec
+
+    spec = recorded_data_spec(study)
+    source = None if not spec else spec.get("data")
+    return None if source is None or str(source).startswith("<") else str(source)
+
+
 def export_final(
     study: optuna.Study | str,
     path: str | os.PathLike,
@@ -194,6 +203,7 @@ def export_final(
         "in_channels": int(in_channels),
         "network_options": network_options,
         "seed": seed,
+        "data": _recorded_data(study),
     }
     net = _build(record)
     record["parameters"] = count_parameters(net)
