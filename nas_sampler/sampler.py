@@ -381,6 +381,8 @@ class GeneticCellSampler(BaseGASampler):
         tag = trial.system_attrs.get(self._slot_key())
         if tag is None:
             value = {"g": g, "s": s, "n": trial.number, "r": record.to_dict()}
+            if not ctx.space_recorded:  # drawn for the default space: the objective may use another one
+                value["u"] = 1
             study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), value)
         params = ctx.space.to_params(child)
         return {k: v for k, v in params.items() if k in search_space}
@@ -533,6 +535,12 @@ class GeneticCellSampler(BaseGASampler):
             seen = set()
             for t in trials:
                 if ctx.slots[t.number][0] < g and t.state != TrialState.FAIL:
+                    text = self._genotype_of(ctx, t)
+                    if text is not None:
+                        seen.add(text)
+            for t in trials:  # trials sampled before the space was recorded hold genotypes of their own
+                tag = t.system_attrs.get(self._slot_key())
+                if tag and tag.get("u") and ctx.slots[t.number][0] == g and t.state != TrialState.FAIL:
                     text = self._genotype_of(ctx, t)
                     if text is not None:
                         seen.add(text)
