@@ -248,6 +248,8 @@ def train(
         raise DataError(f"cannot tell the number of classes of {str(data)!r}")
     in_channels = int(test_ds[0][0].shape[0])
     net, record, export_path = _resolve_model(model, space, k, in_channels, seed)
+    if record is None and study is not None:
+        raise ConfigError("study= records the accuracy of an exported network: pass the export .json as model")
     train_ds = _subset(train_ds, subset, seed, "subset")
     test_ds = _subset(test_ds, test_subset, seed + 1, "test_subset")
 

@@ -69,6 +69,8 @@ def test_bad_inputs(tmp_path) -> None:
         train(GENOTYPE, "builtin", space=CellSpace(), epochs=0)
     with pytest.raises(ConfigError, match="space="):
         train(GENOTYPE, "builtin", out_dir=tmp_path, **QUICK)
+    with pytest.raises(ConfigError, match="export .json"):
+        train(GENOTYPE, "builtin", space=CellSpace(width=8), study=optuna.create_study(), out_dir=tmp_path, **QUICK)
     with pytest.raises(ConfigError, match="data=None"):
         train(torch.nn.Linear(2, 2))
 
