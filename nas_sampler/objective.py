@@ -15,15 +15,18 @@ What the study holds, so a resumed run or another worker scores the same way:
 
 Each trial records the user attributes ``genotype``, ``params`` (parameter count), ``seconds``
 (``build``, ``heuristics``, each extra objective, ``total``), ``device`` and, for a degenerate
-network, ``degenerate`` (the metrics at their worst value, +inf) or ``fail_reason``.
+network, ``degenerate`` (which score is undefined and why) and ``fail_reason``.
 
-Degenerate scores: ``+inf`` is a legitimate worst value (a cell whose output ignores its input) and
-the trial completes with it, so samplers learn to avoid it. A NaN (or ``-inf``) score cannot be
-ranked: the trial stores its reason in ``fail_reason`` and returns NaN values, which Optuna marks
-as a FAILED trial without stopping ``study.optimize`` (no ``catch=`` needed). Running out of memory
-or a non-converging eigenvalue solver also stores ``fail_reason`` and re-raises; pass
-``catch=objective.catch`` to ``study.optimize`` to go on past such trials. Configuration errors (a
-study with other directions, space, metrics or data) always stop the run.
+Degenerate networks (a cell whose output ignores its input, NaN or infinite values, a singular
+kernel: :class:`nas_sampler.heuristics.HeuristicError`) have no meaningful score. With
+``on_degenerate="fail"`` (default) the trial stores the reason and returns NaN values, which Optuna
+marks as a FAILED trial without stopping ``study.optimize`` (no ``catch=`` needed); any NaN or
+``-inf`` value (e.g. from a user's extra objective) fails the trial the same way. With
+``on_degenerate="worst"`` the trial completes with :data:`~nas_sampler.heuristics.WORST_SCORE`
+(1e15, finite, above every real score) for the undefined scores, so a sampler can rank it last.
+Running out of memory or a non-converging eigenvalue solver also stores ``fail_reason`` and
+re-raises; pass ``catch=objective.catch`` to ``study.optimize`` to go on past such trials.
+Configuration errors (a study with other directions, space, metrics or data) always stop the run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -55,6 +59,18 @@ BUILTIN_EXTRAS = ("params", "flops")
 ExtraObjective = str | tuple[str, Callable[[nn.Module, Genotype], float]]
 
 _log = optuna.logging.get_logger(__name__)
+
+
+@dataclass
+class Scored:
+    """One genotype's scores: ``values`` by metric name, ``seconds`` by step (``build``,
+    ``heuristics``, each extra, ``total``), the scored network, and ``degenerate``: the undefined
+    scores (name: reason) that got WORST_SCORE under ``on_degenerate="worst"``."""
+
+    values: dict[str, float]
+    seconds: dict[str, float]
+    net: nn.Module
+    degenerate: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -90,6 +106,7 @@ class TrainingFreeObjective:
         extra_objectives: more minimised values: ``"params"``, ``"flops"``, or ``(name, fn)`` with
             ``fn(net, genotype) -> float``.
         memory_budget: passed to ``score_all`` (chunks large networks instead of running out of memory).
+        on_degenerate: ``"fail"`` (default) or ``"worst"``: what a degenerate network's trial does (above).
         root, download, transform: passed to :func:`nas_sampler.data.load_dataset`.
         artifact_store: an Optuna artifact store; when given, each trial uploads its cell as SVG.
     """
@@ -112,6 +129,7 @@ class TrainingFreeObjective:
         focus_class: int | str | None = None,
         metrics: Sequence[str] = HEURISTIC_METRICS,
         memory_budget: int | None = None,
+        on_degenerate: str = "fail",
         train: bool = True,
         root: str | os.PathLike | None = None,
         download: bool = False,
@@ -122,6 +140,8 @@ class TrainingFreeObjective:
             raise ConfigError(f"space must be a SearchSpace (CellSpace, NB201Space), got {type(space).__name__}")
         if ntk_mode not in ("fast", "exact"):
             raise ConfigError(f"ntk_mode={ntk_mode!r} is unknown; choose 'fast' or 'exact'")
+        if on_degenerate not in ("fail", "worst"):
+            raise ConfigError(f"on_degenerate={on_degenerate!r} is unknown; choose 'fail' or 'worst'")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"seed={seed!r} is invalid: give an integer")
         metrics = list(metrics)
@@ -135,6 +155,7 @@ class TrainingFreeObjective:
         self.ntk_mode = ntk_mode
         self.metrics = metrics
         self.memory_budget = memory_budget
+        self.on_degenerate = on_degenerate
         self.device = resolve_device(device)
         self.artifact_store = artifact_store
         self._extras = self._check_extras(extra_objectives)
@@ -238,23 +259,28 @@ class TrainingFreeObjective:
             torch.manual_seed(init_seed(self.seed, genotype))
             return self.space.scoring_network(genotype, num_classes=self.num_classes, in_channels=self.in_channels)
 
-    def score(self, genotype: Genotype) -> tuple[dict[str, float], dict[str, float], nn.Module]:
-        """``(values by metric name, seconds by step, network)`` of one genotype, without a trial."""
-        from nas_sampler.heuristics import score_all
+    def score(self, genotype: Genotype) -> Scored:
+        """Score one genotype without a trial. A degenerate network raises
+        :class:`~nas_sampler.heuristics.HeuristicError` with ``on_degenerate="fail"`` (when one of
+        ``metrics`` is undefined) and gets WORST_SCORE for the undefined scores with ``"worst"``."""
+        from nas_sampler.heuristics import HeuristicError, score_all
 
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         net = self.build(genotype)
         seconds["build"] = time.perf_counter() - t0
         t = time.perf_counter()
-        kwargs: dict[str, Any] = {
-            "ntk_mode": self.ntk_mode,
-            "device": self.device,
-            "seed": init_seed(self.seed, genotype),
-        }
+        kwargs: dict[str, Any] = {"device": self.device, "seed": init_seed(self.seed, genotype)}
         if self.memory_budget is not None:
             kwargs["memory_budget"] = self.memory_budget
-        scores = score_all(net, self.images, **kwargs)
+        degenerate: dict[str, str] = {}
+        try:
+            scores = score_all(net, self.images, self.ntk_mode, **kwargs)
+        except HeuristicError as e:
+            degenerate = {m: why for m, why in e.reasons.items() if m in self.metrics}
+            if degenerate and self.on_degenerate == "fail":
+                raise
+            scores = e.scores
         seconds["heuristics"] = time.perf_counter() - t
         values = {m: float(scores[m]) for m in self.metrics}
         for name, fn in self._extras:
@@ -262,36 +288,43 @@ class TrainingFreeObjective:
             values[name] = float(fn(net, genotype))
             seconds[name] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - t0
-        return values, seconds, net
+        return Scored(values, seconds, net, degenerate)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, ...] | float:
+        from nas_sampler.heuristics import HeuristicError
+
         study = getattr(trial, "study", None)
         if study is not None and study not in self._prepared:
             self.prepare(study)
             self._prepared.add(study)
         genotype = self.space.suggest(trial)
+        names = self.metric_names
         try:
-            values, seconds, net = self.score(genotype)
+            result = self.score(genotype)
+        except HeuristicError as e:
+            trial.set_user_attr("degenerate", e.reasons)
+            return self._fail(trial, f"genotype '{genotype}': {e}", len(names))
         except self.catch as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__} scoring '{genotype}': {e}"[:2000])
             raise
-        trial.set_user_attr("params", count_parameters(net))
-        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in seconds.items()})
+        trial.set_user_attr("params", count_parameters(result.net))
+        trial.set_user_attr("seconds", {k: round(v, 6) for k, v in result.seconds.items()})
         trial.set_user_attr("device", str(self.device))
+        if result.degenerate:
+            trial.set_user_attr("degenerate", result.degenerate)
         if self.artifact_store is not None and isinstance(trial, optuna.Trial):
             self._upload_cell(trial, genotype)
-        out = [values[m] for m in self.metric_names]
-        bad = [m for m, v in zip(self.metric_names, out, strict=True) if math.isnan(v) or v == -math.inf]
+        out = [result.values[m] for m in names]
+        bad = [f"{m}={v}" for m, v in zip(names, out, strict=True) if math.isnan(v) or v == -math.inf]
         if bad:
-            reason = f"score {', '.join(f'{m}={values[m]}' for m in bad)} of genotype '{genotype}' cannot be ranked"
-            trial.set_user_attr("fail_reason", reason)
-            _log.warning(f"Trial {getattr(trial, 'number', '?')} fails: {reason}")
-            out = [math.nan] * len(out)
-        else:
-            worst = [m for m, v in zip(self.metric_names, out, strict=True) if v == math.inf]
-            if worst:
-                trial.set_user_attr("degenerate", worst)
+            return self._fail(trial, f"score {', '.join(bad)} of genotype '{genotype}' cannot be ranked", len(names))
         return out[0] if len(out) == 1 else tuple(out)
+
+    def _fail(self, trial: optuna.trial.BaseTrial, reason: str, n: int) -> tuple[float, ...] | float:
+        """Store ``reason`` and return NaN values: Optuna marks the trial FAILED and goes on."""
+        trial.set_user_attr("fail_reason", reason[:2000])
+        _log.warning(f"Trial {getattr(trial, 'number', '?')} failed: {reason}")
+        return math.nan if n == 1 else (math.nan,) * n
 
     def _upload_cell(self, trial: optuna.Trial, genotype: Genotype) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -89,7 +89,7 @@ def test_in_memory_study_records_scores_and_attributes(space, tiny):
     assert set(t.user_attrs["seconds"]) >= {"build", "heuristics", "params", "flops", "depth", "total"}
     assert all(math.isfinite(v) for v in t.values[:3])
     # the stored values are the genotype's scores: a fresh objective reproduces them
-    values, _, _ = objective(space, tiny, extra_objectives=["params", "flops"]).score(space.parse(CONV))
+    values = objective(space, tiny, extra_objectives=["params", "flops"]).score(space.parse(CONV)).values
     assert [values[m] for m in ("ntk_cond", "activation", "jacobian")] == pytest.approx(t.values[:3], rel=1e-6)
 
 
@@ -112,18 +112,44 @@ def test_any_optuna_sampler_drives_it(space, tiny, sampler):
     assert study.best_trials
 
 
-def test_degenerate_genotype_does_not_stop_the_study(space, tiny):
+def test_degenerate_genotype_fails_its_trial_with_the_reason_and_the_study_goes_on(space, tiny):
     obj = objective(space, tiny)
     study = optuna.create_study(directions=obj.directions, sampler=optuna.samplers.RandomSampler(seed=0))
     study.enqueue_trial(space.to_params(space.parse(ALL_NONE)))
+    study.enqueue_trial(space.to_params(space.parse(CONV)))
     study.optimize(obj, n_trials=3)  # no catch= needed
     t = study.trials[0]
-    if t.state == optuna.trial.TrialState.FAIL:
-        assert "cannot be ranked" in t.user_attrs["fail_reason"] and ALL_NONE in t.user_attrs["fail_reason"]
-    else:  # completed at the documented worst value
-        assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["degenerate"]
-        assert all(t.values[obj.metric_names.index(m)] == math.inf for m in t.user_attrs["degenerate"])
-    assert study.trials[1].state == study.trials[2].state == optuna.trial.TrialState.COMPLETE
+    assert t.state == optuna.trial.TrialState.FAIL
+    assert ALL_NONE in t.user_attrs["fail_reason"] and "degenerate" in t.user_attrs["fail_reason"]
+    assert set(t.user_attrs["degenerate"]) <= set(obj.metric_names) and t.user_attrs["degenerate"]
+    assert [u.state for u in study.trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
+def test_degenerate_genotype_gets_the_worst_value_on_request(space, tiny):
+    from nas_sampler.heuristics import WORST_SCORE
+
+    obj = objective(space, tiny, on_degenerate="worst")
+    study = optuna.create_study(directions=obj.directions, sampler=optuna.samplers.NSGAIISampler(seed=0))
+    study.enqueue_trial(space.to_params(space.parse(ALL_NONE)))
+    study.enqueue_trial(space.to_params(space.parse(CONV)))
+    study.optimize(obj, n_trials=2)
+    worst, good = study.trials
+    assert worst.state == good.state == optuna.trial.TrialState.COMPLETE
+    bad = worst.user_attrs["degenerate"]
+    assert bad and all(worst.values[obj.metric_names.index(m)] == WORST_SCORE for m in bad)
+    assert all(v < WORST_SCORE for v in good.values) and "degenerate" not in good.user_attrs
+    assert [t.number for t in study.best_trials] == [1]
+    with pytest.raises(ConfigError, match="on_degenerate='skip'"):
+        objective(space, tiny, on_degenerate="skip")
+
+
+def test_nan_extra_objective_fails_the_trial(space, tiny):
+    obj = objective(space, tiny, extra_objectives=[("broken", lambda net, g: float("nan"))])
+    study = optuna.create_study(directions=obj.directions)
+    study.enqueue_trial(space.to_params(space.parse(CONV)))
+    study.optimize(obj, n_trials=1)
+    t = study.trials[0]
+    assert t.state == optuna.trial.TrialState.FAIL and "broken=nan" in t.user_attrs["fail_reason"]
 
 
 def test_sqlite_study_resumes_on_the_same_images(space, tiny, tmp_path):
@@ -142,7 +168,7 @@ def test_sqlite_study_resumes_on_the_same_images(space, tiny, tmp_path):
     assert len(resumed.trials) == 5 and resumed.metric_names == second.metric_names
     assert resumed.user_attrs[DATA_ATTR]["fingerprint"] == second.data_spec["fingerprint"]
     for t in resumed.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
-        again, _, _ = second.score(space.parse(t.user_attrs["genotype"]))
+        again = second.score(space.parse(t.user_attrs["genotype"])).values
         assert list(again.values()) == pytest.approx(t.values, rel=1e-6)
 
     other = objective(space, tiny, batch_size=8, seed=4, strategy="class_focused")
