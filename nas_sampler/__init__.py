@@ -1,27 +1,58 @@
 """nas-sampler: training-free genetic neural architecture search as an Optuna sampler."""
 
-from nas_sampler.errors import GenotypeError, NASError, SpaceMismatchError, UnknownOperationError
+from nas_sampler.data import BuiltinShapes, load_dataset, scoring_batch
+from nas_sampler.errors import (
+    ConfigError,
+    DataError,
+    GenotypeError,
+    NASError,
+    SpaceMismatchError,
+    UnknownOperationError,
+)
+from nas_sampler.final import build_final_network, choose_trials, export_final
 from nas_sampler.genotype import Edge, Genotype
+from nas_sampler.heuristics import HeuristicError, activation_score, jacobian_score, ntk_condition_number, score_all
+from nas_sampler.objective import TrainingFreeObjective
 from nas_sampler.ops import build_op, known_ops, register_op
 from nas_sampler.phenotype import count_flops, count_parameters
+from nas_sampler.sampler import GeneticCellSampler
 from nas_sampler.space import CellSpace, NB201Space, SearchSpace, make_space, recorded_space
+from nas_sampler.tournament import DartsTournament
+from nas_sampler.train import train
 
 __all__ = [
+    "BuiltinShapes",
     "CellSpace",
+    "ConfigError",
+    "DartsTournament",
+    "DataError",
     "Edge",
+    "GeneticCellSampler",
     "Genotype",
     "GenotypeError",
+    "HeuristicError",
     "NASError",
     "NB201Space",
     "SearchSpace",
     "SpaceMismatchError",
+    "TrainingFreeObjective",
     "UnknownOperationError",
+    "activation_score",
+    "build_final_network",
     "build_op",
+    "choose_trials",
     "count_flops",
     "count_parameters",
+    "export_final",
+    "jacobian_score",
     "known_ops",
+    "load_dataset",
     "make_space",
+    "ntk_condition_number",
     "recorded_space",
     "register_op",
+    "score_all",
+    "scoring_batch",
+    "train",
 ]
 __version__ = "0.1.0"
