@@ -1,0 +1,516 @@
+"""The ``nas-sampler`` command: search, worker, front, export, train, dashboard, studies.
+
+Exit codes: 0 success, 2 bad arguments or settings, 1 runtime failure. Errors are one line on
+stderr saying what to do; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import signal
+import subprocess
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
+from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
+
+CONFIG_ATTR = "nas_sampler:config"
+# settings that define a search: changing them on resume would mix two different searches
+_FIXED_KEYS = (
+    ("space",),
+    ("study", "seed"),
+    ("data", "name"),
+    ("data", "batch_size"),
+    ("data", "strategy"),
+    ("search", "population"),
+    ("search", "offspring"),
+    ("search", "ntk_mode"),
+    ("search", "extra_objectives"),
+    ("search", "reduction"),
+    ("tournament",),
+)
+
+
+class UsageError(NASError):
+    """Bad arguments: exit code 2."""
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def default_artifact_dir(storage_url: str) -> Path:
+    """Cell pictures live beside a SQLite file (``nas.db`` -> ``nas-artifacts/``), else in ./nas-artifacts."""
+    if storage_url.startswith("sqlite:///"):
+        db = Path(storage_url[len("sqlite:///") :])
+        return db.with_name(db.stem + "-artifacts")
+    return Path("nas-artifacts")
+
+
+def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage; with ``cfg``, heartbeat on and stale trials retried once."""
+    kwargs: dict[str, Any] = {}
+    if cfg is not None:
+        kwargs = {
+            "heartbeat_interval": cfg.storage.heartbeat_interval,
+            "grace_period": cfg.storage.grace_period,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=cfg.storage.max_retry
+            ),
+        }
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, "rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    raise NASError(f"{path} is not a SQLite database; give another file name with --storage")
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy/Optuna raise many kinds; the user needs one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NASError(
+            f"cannot open storage {url!r}: {first}. Check the URL (e.g. sqlite:///nas.db or "
+            "postgresql+psycopg2://user@host:5432/db) and that the database server is running"
+        ) from e
+
+
+def load_existing_study(storage: optuna.storages.BaseStorage, name: str, url: str) -> optuna.Study:
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
+    if name not in names:
+        raise NASError(
+            f"no study named {name!r} in {url}; existing studies: {', '.join(names) or 'none'}. "
+            "Start one with 'nas-sampler search --storage URL --study NAME'"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# ----------------------------------------------------------------------------- search / worker
+
+
+def _apply_flags(cfg: SearchConfig, args: argparse.Namespace) -> SearchConfig:
+    raw = cfg.to_dict()
+    flag_map = {
+        "storage": ("study", "storage"),
+        "study": ("study", "name"),
+        "seed": ("study", "seed"),
+        "data": ("data", "name"),
+        "batch_size": ("data", "batch_size"),
+        "population": ("search", "population"),
+        "offspring": ("search", "offspring"),
+        "ntk_mode": ("search", "ntk_mode"),
+        "device": ("search", "device"),
+        "artifact_dir": ("storage", "artifact_dir"),
+        "heartbeat_interval": ("storage", "heartbeat_interval"),
+        "grace_period": ("storage", "grace_period"),
+        "tournament_every": ("tournament", "every"),
+    }
+    for flag, (section, key) in flag_map.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            raw[section][key] = value
+    if getattr(args, "space", None) is not None and args.space != raw["space"].get("kind"):
+        raw["space"] = {"kind": args.space}
+    if getattr(args, "trials", None) is not None:
+        raw["search"]["trials"], raw["search"]["generations"] = args.trials, None
+    if getattr(args, "generations", None) is not None:
+        raw["search"]["generations"], raw["search"]["trials"] = args.generations, None
+    return config_from_dict(raw, source="command line")
+
+
+def _check_same_search(stored: dict[str, Any], cfg: SearchConfig, study_name: str) -> None:
+    new = cfg.to_dict()
+    diffs = []
+    for path in _FIXED_KEYS:
+        a, b = stored, new
+        for k in path:
+            a, b = a.get(k) if isinstance(a, dict) else None, b.get(k) if isinstance(b, dict) else None
+        if a != b:
+            diffs.append(f"{'.'.join(path)}: stored {json.dumps(a)}, given {json.dumps(b)}")
+    if diffs:
+        raise SpaceMismatchError(
+            f"study {study_name!r} was started with other settings ({'; '.join(diffs)}); resume it with its own "
+            "settings (nas-sampler worker --storage URL --study NAME) or pick a new --study name"
+        )
+
+
+def build_search(cfg: SearchConfig, artifact_dir: Path | None = None):
+    """The (objective, sampler) pair of a configuration."""
+    from nas_sampler.objective import TrainingFreeObjective
+    from nas_sampler.sampler import GeneticCellSampler
+    from nas_sampler.space import make_space
+
+    space_kwargs = dict(cfg.space)
+    space = make_space(space_kwargs.pop("kind", "cell"), **space_kwargs)
+    objective = TrainingFreeObjective(
+        space,
+        data=cfg.data.name,
+        batch_size=cfg.data.batch_size,
+        device=cfg.search.device,
+        seed=cfg.study.seed,
+        ntk_mode=cfg.search.ntk_mode,
+        extra_objectives=tuple(cfg.search.extra_objectives),
+        strategy=cfg.data.strategy,
+        artifact_store=None if artifact_dir is None else _artifact_store(artifact_dir),
+    )
+    tournament = None
+    if cfg.tournament.every > 0:
+        from nas_sampler.tournament import DartsTournament
+
+        tournament = DartsTournament(
+            data=cfg.data.name,
+            every=cfg.tournament.every,
+            size=cfg.tournament.size,
+            steps=cfg.tournament.steps,
+            batch_size=cfg.tournament.batch_size,
+            device=cfg.search.device,
+            seed=cfg.study.seed,
+        )
+    sampler_kwargs: dict[str, Any] = {
+        "population_size": cfg.search.population,
+        "offspring_per_generation": cfg.offspring,
+        "space": space,
+        "seed": cfg.study.seed,
+        "reduction": cfg.search.reduction,
+    }
+    if tournament is not None:
+        sampler_kwargs["tournament"] = tournament
+    return objective, GeneticCellSampler(**sampler_kwargs)
+
+
+def _artifact_store(artifact_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
+
+
+def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
+    storage = open_storage(cfg.study.storage, cfg)
+    artifact_dir = Path(cfg.storage.artifact_dir or default_artifact_dir(cfg.study.storage))
+    objective, sampler = build_search(cfg, artifact_dir)
+    if create:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=cfg.study.name,
+            directions=objective.directions,
+            sampler=sampler,
+            load_if_exists=True,
+        )
+    else:
+        study = load_existing_study(storage, cfg.study.name, cfg.study.storage)
+        study.sampler = sampler
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
+    else:
+        _check_same_search(stored, cfg, cfg.study.name)
+    if len(study.directions) != len(objective.directions):
+        raise SpaceMismatchError(
+            f"study {cfg.study.name!r} has {len(study.directions)} objectives, this search has "
+            f"{len(objective.directions)} ({', '.join(objective.metric_names)}); use a new --study name"
+        )
+    from nas_sampler.progress import SearchProgress
+
+    target = cfg.n_trials
+    done = _completed(study)
+    print(f"study {cfg.study.name!r} in {cfg.study.storage}: {done}/{target} trials complete", file=sys.stderr)
+    if done >= target:
+        print("nothing to do: the search has reached its trials; raise --trials or --generations to go on")
+        return 0
+    artifact_dir = (
+        Path(cfg.storage.artifact_dir) if cfg.storage.artifact_dir else default_artifact_dir(cfg.study.storage)
+    )
+    stop = _GracefulStop(resume_hint)
+    progress = SearchProgress(study, sampler, target)
+    callbacks = [
+        progress,
+        optuna.study.MaxTrialsCallback(target, states=(optuna.trial.TrialState.COMPLETE,)),
+        stop,
+    ]
+    with stop, progress:
+        study.optimize(objective, n_trials=None, callbacks=callbacks, catch=objective.catch)
+    done = _completed(study)
+    if stop.requested and done < target:
+        print(f"stopped after {done}/{target} trials. Resume with:\n  {resume_hint}", file=sys.stderr)
+        return 130
+    print(
+        f"done: {done} trials complete; the Pareto front: nas-sampler front --storage "
+        f"{shlex.quote(cfg.study.storage)} --study {shlex.quote(cfg.study.name)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _completed(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+class _GracefulStop:
+    """First Ctrl-C: finish the running trial, then stop. Second: abort at once."""
+
+    def __init__(self, resume_hint: str):
+        self.requested = False
+        self.resume_hint = resume_hint
+        self._previous: Any = None
+
+    def __enter__(self) -> _GracefulStop:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after the running trial (press again to abort now)", file=sys.stderr)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.requested:
+            study.stop()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = load_preset(args.preset) if args.preset else SearchConfig()
+    cfg = _apply_flags(cfg, args)
+    hint = "nas-sampler " + shlex.join(sys.argv[1:] if args._argv is None else args._argv)
+    return run_search(cfg, hint, create=True)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage)
+    study = load_existing_study(storage, args.study, args.storage)
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        raise NASError(f"study {args.study!r} was not created by 'nas-sampler search'; no settings to join it with")
+    raw = json.loads(json.dumps(stored))
+    raw["study"]["storage"] = args.storage
+    if args.device is not None:
+        raw["search"]["device"] = args.device
+    cfg = config_from_dict(raw, source=f"study {args.study!r}")
+    hint = f"nas-sampler worker --storage {shlex.quote(args.storage)} --study {shlex.quote(args.study)}"
+    return run_search(cfg, hint, create=False)
+
+
+# ----------------------------------------------------------------------------- front / studies / dashboard
+
+
+def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    rows = []
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        row = {"trial": t.number, "genotype": t.user_attrs.get("genotype", "")}
+        row.update({n: v for n, v in zip(names, t.values, strict=True)})
+        row["params"] = t.user_attrs.get("params")
+        rows.append(row)
+    return rows
+
+
+def cmd_front(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage)
+    study = load_existing_study(storage, args.study, args.storage)
+    rows = front_rows(study)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no completed trials yet")
+        return 0
+    cols = list(rows[0])
+    cells = [[_fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    print(f"{len(rows)} trials on the Pareto front of {len(study.trials)}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    for name in list_presets():
+        path = find_preset(name)
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+        print(f"{name:<20} {first}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    open_storage(args.storage)  # fail early, with our message, on a bad URL
+    artifact_dir = Path(args.artifact_dir) if args.artifact_dir else default_artifact_dir(args.storage)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "optuna_dashboard", args.storage,
+        "--host", args.host, "--port", str(args.port), "--artifact-dir", str(artifact_dir),
+    ]  # fmt: skip
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from nas_sampler.final import export_final
+
+    storage = open_storage(args.storage)
+    study = load_existing_study(storage, args.study, args.storage)
+    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
+    record = export_final(study, args.out, n_cells=args.cells, rule=args.rule, trials=trials, seed=args.seed)
+    print(
+        f"wrote {args.out} ({len(record['genotypes'])} cells from trials {record['trials']}); train it with:\n"
+        f"  nas-sampler train {shlex.quote(str(args.out))} --epochs 10"
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nas_sampler.train import train
+
+    result = train(
+        args.model,
+        data=args.data,
+        test_data=args.test_data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        subset=args.subset,
+        device=args.device,
+        seed=args.seed,
+        out_dir=args.out_dir,
+        storage=args.storage,
+    )
+    print(
+        f"test accuracy {100 * result.test_accuracy:.2f} % after {args.epochs} epochs ({result.seconds:.0f} s on "
+        f"{result.device}, {result.parameters:,} parameters); metrics: {result.metrics_path}"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nas-sampler", description="Training-free genetic neural architecture search on Optuna."
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("search", help="create or continue a search (the same command again resumes)")
+    s.add_argument("--preset", help="a TOML preset: a path or a name from 'nas-sampler studies'")
+    s.add_argument("--storage", help="storage URL (default sqlite:///nas.db)")
+    s.add_argument("--study", help="study name (default 'nas')")
+    s.add_argument("--space", choices=["cell", "nb201"], help="search space (default cell)")
+    s.add_argument("--data", help="'builtin' (offline default), a torchvision name (cifar10, ...) or an image folder")
+    s.add_argument("--batch-size", type=int, help="images in the scoring batch (default 64)")
+    s.add_argument("--population", type=int, help="population size (default 10)")
+    s.add_argument("--offspring", type=int, help="children per generation (default: the population size)")
+    budget = s.add_mutually_exclusive_group()
+    budget.add_argument("--trials", type=int, help="total completed trials to reach")
+    budget.add_argument("--generations", type=int, help="generations to reach (default 3)")
+    s.add_argument("--seed", type=int, help="seed of the search and of the scoring batch (default 0)")
+    s.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    s.add_argument("--ntk-mode", choices=["fast", "exact"], help="NTK condition number mode (default fast)")
+    s.add_argument("--tournament-every", type=int, help="DARTS tournament every k-th generation (0 = off)")
+    s.add_argument("--artifact-dir", help="where cell pictures are stored (default beside the SQLite file)")
+    s.add_argument("--heartbeat-interval", type=int, help="seconds between worker heartbeats (default 30)")
+    s.add_argument("--grace-period", type=int, help="seconds before a silent worker's trial is retried (default 90)")
+    s.set_defaults(func=cmd_search)
+
+    w = sub.add_parser("worker", help="join an existing study as one more worker")
+    w.add_argument("--storage", required=True, help="storage URL of the study")
+    w.add_argument("--study", required=True, help="study name")
+    w.add_argument("--device", help="device of this worker (auto, cpu, cuda, cuda:N)")
+    w.set_defaults(func=cmd_worker)
+
+    f = sub.add_parser("front", help="print the current Pareto front")
+    f.add_argument("--storage", default="sqlite:///nas.db", help="storage URL (default sqlite:///nas.db)")
+    f.add_argument("--study", default="nas", help="study name (default 'nas')")
+    f.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    f.set_defaults(func=cmd_front)
+
+    e = sub.add_parser("export", help="choose the final cells of a study and write the final network")
+    e.add_argument("--storage", default="sqlite:///nas.db", help="storage URL (default sqlite:///nas.db)")
+    e.add_argument("--study", default="nas", help="study name (default 'nas')")
+    e.add_argument("--out", default="final.json", help="the JSON file to write; weights go beside it (.pt)")
+    e.add_argument("--cells", type=int, help="cells to stack (default 3 for cell spaces, 1 for nb201)")
+    e.add_argument(
+        "--rule",
+        default="rank_sum",
+        choices=["rank_sum", "crowding", "tournament"],
+        help="how to choose cells (default rank_sum: first front by sum of per-objective ranks)",
+    )
+    e.add_argument("--trials", help="comma-separated trial numbers to use instead of a rule")
+    e.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
+    e.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("train", help="train an exported final network (or any model JSON) and report accuracy")
+    t.add_argument("model", help="the JSON written by 'nas-sampler export'")
+    t.add_argument("--data", help="data set name or ImageFolder folder (default: the data the study was scored on)")
+    t.add_argument("--test-data", help="test split, when it cannot be found beside --data")
+    t.add_argument("--epochs", type=int, default=10, help="epochs (default 10)")
+    t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    t.add_argument("--lr", type=float, default=0.05, help="initial learning rate, cosine schedule (default 0.05)")
+    t.add_argument("--subset", type=int, help="train on a seeded random subset of this many images")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    t.add_argument("--out-dir", help="where weights.pt and metrics.json go (default beside the JSON)")
+    t.add_argument("--storage", help="record the trained accuracy on the study's trials in this storage")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("dashboard", help="start optuna-dashboard on a storage")
+    d.add_argument("--storage", default="sqlite:///nas.db", help="storage URL (default sqlite:///nas.db)")
+    d.add_argument("--host", default="127.0.0.1", help="host to listen on (default 127.0.0.1)")
+    d.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    d.add_argument("--artifact-dir", help="cell pictures folder (default beside the SQLite file)")
+    d.set_defaults(func=cmd_dashboard)
+
+    st = sub.add_parser("studies", help="list the study presets")
+    st.set_defaults(func=cmd_studies)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._argv = argv
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.WARNING)
+    if not args.debug:  # heartbeat and its retry callback are marked experimental; users chose them knowingly
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, UsageError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nas-sampler: error: {e}", file=sys.stderr)
+        return 2
+    except NASError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nas-sampler: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nas-sampler: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
