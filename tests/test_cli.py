@@ -1,0 +1,142 @@
+"""The nas-sampler command as a user runs it: exit codes, one-line errors, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nas_sampler.cli import main
+
+SMALL = ["--preset", "smoke", "--population", "4", "--batch-size", "8"]
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nas_sampler.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_search_front_export_and_resume(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *SMALL, "--trials", "6"]) == 0
+    study = optuna.load_study(study_name="smoke", storage="sqlite:///nas.db")
+    assert len([t for t in study.trials if t.state.is_finished()]) >= 6
+    assert study.metric_names == ["ntk_cond", "activation", "jacobian"]
+    # the cell pictures are stored beside the database
+    assert any((tmp_path / "nas-artifacts").iterdir())
+
+    capsys.readouterr()
+    assert main(["front", "--study", "smoke", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["trial"] for r in rows} == {t.number for t in study.best_trials}
+    assert all(r["genotype"] and r["params"] > 0 for r in rows)
+
+    # the same command again resumes: nothing to do at 6, and goes on when the budget grows
+    assert main(["search", *SMALL, "--trials", "6"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert main(["search", *SMALL, "--trials", "8"]) == 0
+    done = [t for t in optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").trials if t.values]
+    assert len(done) >= 8
+
+    assert main(["export", "--study", "smoke", "--out", "final.json", "--cells", "2"]) == 0
+    record = json.loads((tmp_path / "final.json").read_text())
+    assert len(record["genotypes"]) == 2 and (tmp_path / "final.pt").exists()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *SMALL, "--trials", "4"]) == 0
+    before = len(optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").trials)
+    capsys.readouterr()
+    assert main(["search", *SMALL, "--trials", "8", "--seed", "7"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "study.seed: stored 0, given 7" in err
+    assert len(optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").trials) == before
+    assert main(["search", "--preset", "smoke", "--space", "nb201", "--trials", "8"]) == 1
+    assert "space" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, code, words",
+    [
+        (["search", "--population", "0"], 2, ["search.population = 0"]),
+        (["search", "--preset", "nope"], 2, ["preset 'nope' not found", "smoke"]),
+        (["search", "--ntk-mode", "slow"], 2, []),  # argparse's own message
+        (["front", "--study", "missing"], 1, ["no study named 'missing'"]),
+        (["front", "--storage", "sqlite:///not-a-db.txt"], 1, ["not a SQLite database"]),
+        (["front", "--storage", "postgresql+psycopg2://postgres@127.0.0.1:1/x"], 1, ["cannot open storage"]),
+        (["front", "--storage", "sqlte:///x.db"], 1, ["cannot open storage 'sqlte:///x.db'"]),
+        (["search", "--data", "no/such/folder", "--trials", "1"], 1, ["no/such/folder"]),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(tmp_path, capsys, monkeypatch, argv, code, words) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not-a-db.txt").write_text("hello")
+    with pytest.raises(SystemExit) if code == 2 and not words else _nothing() as exc:
+        assert main(argv) == code
+    if exc is not None:
+        assert exc.value.code == 2
+        return
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nas-sampler: error:"), err
+    for w in words:
+        assert w in err[0]
+    assert "Traceback" not in err[0]
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch) -> None:
+    r = _run("--debug", "front", "--study", "missing", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_every_command_has_help(tmp_path) -> None:
+    for cmd in ("search", "worker", "front", "export", "train", "dashboard", "studies"):
+        r = _run(cmd, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and "usage: nas-sampler" in r.stdout, cmd
+    r = _run("studies", cwd=tmp_path)
+    assert "smoke" in r.stdout and "nb201-cifar10" in r.stdout
+
+
+def test_ctrl_c_stops_after_the_running_trial_and_says_how_to_resume(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas_sampler.cli", "search", *SMALL, "--trials", "40"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    db = tmp_path / "nas.db"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(1)
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}")
+                if len([t for t in study.trials if t.values]) >= 2:
+                    break
+            except KeyError:
+                pass
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Resume with" in err and "nas-sampler search --preset smoke" in err
+    states = [t.state for t in optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}").trials]
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.FAIL not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) < 40
