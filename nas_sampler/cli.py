@@ -11,7 +11,6 @@ import json
 import logging
 import shlex
 import signal
-import subprocess
 import sys
 import traceback
 import warnings
@@ -352,18 +351,19 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    open_storage(args.storage)  # fail early, with our message, on a bad URL
+    import optuna_dashboard
+
+    storage = open_storage(args.storage)  # fail early, with our message, on a bad URL
     artifact_dir = Path(args.artifact_dir) if args.artifact_dir else default_artifact_dir(args.storage)
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable, "-m", "optuna_dashboard", args.storage,
-        "--host", args.host, "--port", str(args.port), "--artifact-dir", str(artifact_dir),
-    ]  # fmt: skip
-    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
-        return subprocess.call(cmd)
+        store = _artifact_store(artifact_dir)
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     except KeyboardInterrupt:
-        return 0
+        pass
+    except OSError as e:
+        raise NASError(f"cannot listen on {args.host}:{args.port}: {e.strerror}; pick another --port") from e
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
