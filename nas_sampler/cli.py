@@ -21,6 +21,7 @@ import optuna
 
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
+from nas_sampler.progress import RETRY_ATTR, SearchProgress, finished_trials
 
 CONFIG_ATTR = "nas_sampler:config"
 # settings that define a search: changing them on resume would mix two different searches
@@ -214,40 +215,42 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
             f"study {cfg.study.name!r} has {len(study.directions)} objectives, this search has "
             f"{len(objective.directions)} ({', '.join(objective.metric_names)}); use a new --study name"
         )
-    from nas_sampler.progress import SearchProgress
 
     target = cfg.n_trials
-    done = _completed(study)
-    print(f"study {cfg.study.name!r} in {cfg.study.storage}: {done}/{target} trials complete", file=sys.stderr)
-    if done >= target:
+    done = finished_trials(study)
+    print(f"study {cfg.study.name!r} in {cfg.study.storage}: {done}/{target} trials finished", file=sys.stderr)
+    if not _work_left(study, target):
         print("nothing to do: the search has reached its trials; raise --trials or --generations to go on")
         return 0
-    artifact_dir = (
-        Path(cfg.storage.artifact_dir) if cfg.storage.artifact_dir else default_artifact_dir(cfg.study.storage)
-    )
     stop = _GracefulStop(resume_hint)
     progress = SearchProgress(study, sampler, target)
-    callbacks = [
-        progress,
-        optuna.study.MaxTrialsCallback(target, states=(optuna.trial.TrialState.COMPLETE,)),
-        stop,
-    ]
     with stop, progress:
-        study.optimize(objective, n_trials=None, callbacks=callbacks, catch=objective.catch)
-    done = _completed(study)
-    if stop.requested and done < target:
+        # one trial per call, checking the budget before each: with several workers, Optuna's
+        # MaxTrialsCallback only looks after a trial, so each worker would add one past the budget
+        # (a half-filled extra generation); here a worker only starts a trial while slots are left
+        while not stop.requested and _work_left(study, target):
+            study.optimize(objective, n_trials=1, callbacks=[progress], catch=objective.catch)
+    done = finished_trials(study)
+    if stop.requested and _work_left(study, target):
         print(f"stopped after {done}/{target} trials. Resume with:\n  {resume_hint}", file=sys.stderr)
         return 130
     print(
-        f"done: {done} trials complete; the Pareto front: nas-sampler front --storage "
+        f"done: {done} trials finished; the Pareto front: nas-sampler front --storage "
         f"{shlex.quote(cfg.study.storage)} --study {shlex.quote(cfg.study.name)}",
         file=sys.stderr,
     )
     return 0
 
 
-def _completed(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+def _work_left(study: optuna.Study, target: int) -> bool:
+    """Whether a worker should start another trial: slots left, or a trial waiting (enqueued or a retry).
+
+    Every trial that is not a retry takes one slot of the search (a failed one too: its genotype was
+    tried); a retry re-takes the slot of the trial it replaces."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+        return True
+    return sum(1 for t in trials if RETRY_ATTR not in t.system_attrs) < target
 
 
 class _GracefulStop:
@@ -274,10 +277,6 @@ class _GracefulStop:
             raise KeyboardInterrupt
         self.requested = True
         print("\nCtrl-C: stopping after the running trial (press again to abort now)", file=sys.stderr)
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if self.requested:
-            study.stop()
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -7,6 +7,16 @@ from typing import Any
 import optuna
 from tqdm.auto import tqdm
 
+RETRY_ATTR = "failed_trial"  # Optuna's stale-trial retry marks the new trial with the dead one's number
+
+
+def finished_trials(study: optuna.Study) -> int:
+    """Trials that took a slot of the search and finished (a stale trial's retry stands in for it)."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs[RETRY_ATTR] for t in trials if RETRY_ATTR in t.system_attrs}
+    return sum(1 for t in trials if t.state in states and t.number not in retried)
+
 
 class SearchProgress:
     """Optuna callback and context manager around a tqdm bar counting completed trials."""
@@ -18,7 +28,7 @@ class SearchProgress:
         self.bar: tqdm | None = None
 
     def __enter__(self) -> SearchProgress:
-        done = len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        done = finished_trials(self.study)
         self.bar = tqdm(total=self.target, initial=done, unit="trial", dynamic_ncols=True, desc="search")
         return self
 
@@ -29,7 +39,7 @@ class SearchProgress:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if self.bar is None:
             return
-        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        done = finished_trials(study)
         self.bar.n = min(done, self.target)
         postfix: dict[str, Any] = {}
         try:
