@@ -2,10 +2,12 @@
 
 Every ``every``-th generation the sampler hands the generation's candidates to
 :meth:`DartsTournament.select`. The candidates are split into groups of ``size``; one supernet holds
-every candidate cell. All groups read the same stem output (so a group of useless cells cannot starve
-another group), the cells of a group sit side by side at that one depth, and their outputs are mixed
-by a softmax over one learnable ``alpha`` per candidate. The mixed outputs of all groups are
-concatenated, then ReLU, global average pooling and a linear classifier. The network weights are
+every candidate cell. A stem (3x3 convolution, stride 2 by default: the cells work at half
+resolution, a quarter of the cost) feeds all groups: every group reads the same stem output (so a
+group of useless cells cannot starve another group), the cells of a group sit side by side at that
+one depth, and their outputs are mixed by a softmax over one learnable ``alpha`` per candidate. The
+mixed outputs of all groups are concatenated, then ReLU, global average pooling and a linear
+classifier. The network weights are
 trained for ``warmup_steps`` alone, then weights and alphas together for ``steps`` (first-order DARTS:
 a weight step on a training batch, then an alpha step on a validation batch drawn from a disjoint part
 of the data). The candidate with the largest alpha in each group wins.
@@ -200,9 +202,12 @@ class TournamentSupernet(nn.Module):
         num_classes: int,
         in_channels: int = 3,
         width: int = 16,
+        stem_stride: int = 2,
     ):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=stem_stride, padding=1, bias=False), nn.BatchNorm2d(width)
+        )
         self.groups = nn.ModuleList(
             _MixedGroup([_Candidate(space.cell(genotypes[i], width, 1), width) for i in group]) for group in groups
         )
@@ -282,6 +287,7 @@ def run_tournament(
     alpha_lr: float = 3e-3,
     weight_decay: float = 3e-4,
     width: int = 16,
+    stem_stride: int = 2,
     num_classes: int | None = None,
     device: str | torch.device = "auto",
     seed: int = 0,
@@ -291,15 +297,17 @@ def run_tournament(
     """Train one supernet holding every candidate and return each group's winner and every alpha.
 
     ``groups`` (lists of indices into ``genotypes``) overrides the default: consecutive groups of
-    ``size``. Weights: SGD with momentum 0.9, gradient norm clipped at 5; alphas: Adam (betas 0.5,
-    0.999, weight decay 1e-3), as DARTS. Deterministic for ``seed`` on CPU; the global RNG state is
-    left as it was.
+    ``size``. ``stem_stride`` 2 halves the resolution the cells see (32 -> 16 pixels on CIFAR), a
+    quarter of the cost at full resolution. Weights: SGD with momentum 0.9, gradient norm clipped at
+    5; alphas: Adam (betas 0.5, 0.999, weight decay 1e-3), as DARTS. Deterministic for ``seed`` on
+    CPU; the global RNG state is left as it was.
     """
     _check_int("size", size, 2)
     _check_int("steps", steps, 1)
     _check_int("warmup_steps", warmup_steps, 0)
     _check_int("batch_size", batch_size, 2)
     _check_int("width", width, 1)
+    _check_int("stem_stride", stem_stride, 1)
     _check_positive_float("lr", lr)
     _check_positive_float("alpha_lr", alpha_lr)
     _check_positive_float("weight_decay", weight_decay, allow_zero=True)
@@ -325,7 +333,9 @@ def run_tournament(
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        net = TournamentSupernet(space, gens, groups, k, in_channels=in_channels, width=width).to(dev)
+        net = TournamentSupernet(
+            space, gens, groups, k, in_channels=in_channels, width=width, stem_stride=stem_stride
+        ).to(dev)
         net.train()
         w_opt = torch.optim.SGD(net.weights(), lr=lr, momentum=0.9, weight_decay=weight_decay)
         a_opt = torch.optim.Adam(net.alphas(), lr=alpha_lr, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -413,7 +423,8 @@ class DartsTournament:
     halved into weight and alpha batches). ``size``: candidates per group. ``steps``: joint
     weight/alpha steps after ``warmup_steps`` weight-only steps, each on ``batch_size`` images, so the
     cost is bounded by ``(warmup_steps + 2 * steps) * batch_size`` forward/backward passes of the
-    supernet. ``device="auto"`` uses the GPU when present.
+    supernet, whose cells see the images at 1/``stem_stride`` resolution. ``device="auto"`` uses the
+    GPU when present.
     """
 
     def __init__(
@@ -427,6 +438,7 @@ class DartsTournament:
         lr: float = 0.025,
         alpha_lr: float = 3e-3,
         width: int = 16,
+        stem_stride: int = 2,
         device: str | torch.device = "auto",
         seed: int = 0,
         progress: bool = False,
@@ -443,6 +455,7 @@ class DartsTournament:
         self.lr = _check_positive_float("lr", lr)
         self.alpha_lr = _check_positive_float("alpha_lr", alpha_lr)
         self.width = _check_int("width", width, 1)
+        self.stem_stride = _check_int("stem_stride", stem_stride, 1)
         resolve_device(device)  # refuse a bad device now, not at the first tournament generation
         self.device = device
         self.seed = _check_int("seed", seed, 0)
@@ -475,6 +488,7 @@ class DartsTournament:
             "lr": self.lr,
             "alpha_lr": self.alpha_lr,
             "width": self.width,
+            "stem_stride": self.stem_stride,
             "seed": self.seed,
         }
 
@@ -505,6 +519,7 @@ class DartsTournament:
             lr=self.lr,
             alpha_lr=self.alpha_lr,
             width=self.width,
+            stem_stride=self.stem_stride,
             device=self.device,
             seed=self.seed * 100_003 + generation,
             progress=self.progress,
