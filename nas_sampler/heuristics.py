@@ -27,10 +27,10 @@ How BatchNorm is treated (the scores are defined on the batch, not on running st
   give the same result as no chunking.
 * ``exact`` (NTK only): the gradients flow through the batch statistics, as in TE-NAS's code (train
   mode, one backward per sample), so sample ``i``'s gradient also carries every other sample's
-  influence on the statistics. It needs one backward pass per sample (not avoidable: ``J`` has rank
-  ``B``); this module's passes only compute activation gradients, and the weight gradients come
-  from one weight-gradient product per layer, which skips the rest of autograd's work. The whole
-  batch is needed at once (no chunking).
+  influence on the statistics. ``J`` then has ``B`` rows that each need a backward pass of the whole
+  batch, so it costs about ``B`` backward passes, like TE-NAS's loop (see ``_exact_theta`` for the
+  vectorised alternatives measured and why they lose on CPU). The whole batch is needed at once
+  (no chunking); prefer ``fast`` for searches.
 
 Degenerate networks (a cell whose output ignores its input, NaN or infinite values, a singular
 kernel) have no meaningful score. By default the functions raise :class:`HeuristicError` (a
@@ -311,10 +311,6 @@ class _Capture(TorchFunctionMode):
 # ----------------------------------------------------------------------------- per-sample gradients
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _per_sample(call: _Call, dy: torch.Tensor) -> list[tuple[nn.Parameter, torch.Tensor]]:
     """``[(parameter, b x parameter.shape)]``: the per-sample gradients of ``call``'s parameters, given
     ``dy``, the per-sample gradient at its output (valid because ``call`` acts on each sample alone)."""
@@ -328,11 +324,17 @@ def _per_sample(call: _Call, dy: torch.Tensor) -> list[tuple[nn.Parameter, torch
             if role == "bias":
                 res.append((p, dy.sum(dim=(2, 3))))
                 continue
-            U = F.unfold(call.inp, (kh, kw), _pair(a["dilation"]), _pair(a["padding"]), _pair(a["stride"]))
-            L = U.shape[-1]
-            U = U.reshape(b * g, C_in_g * kh * kw, L)
-            D = dy.reshape(b * g, C_out // g, L)
-            G = torch.bmm(D, U.transpose(1, 2))
+            # the samples as groups of one grouped convolution: its weight gradient is per sample
+            x = call.inp
+            G = torch.nn.grad.conv2d_weight(
+                x.reshape(1, -1, *x.shape[2:]),
+                (b * C_out, C_in_g, kh, kw),
+                dy.reshape(1, -1, *dy.shape[2:]),
+                a["stride"],
+                a["padding"],
+                a["dilation"],
+                b * g,
+            )
             res.append((p, G.reshape(b, C_out, C_in_g, kh, kw)))
     elif call.kind == "linear":
         x2 = call.inp.reshape(b, -1, call.inp.shape[-1])
@@ -354,31 +356,6 @@ def _xhat(call: _Call) -> torch.Tensor:
     shape = [1, -1] + [1] * (call.inp.dim() - 2)
     a = call.args
     return (call.inp - a["mean"].reshape(shape)) * torch.rsqrt(a["var"].reshape(shape) + a["eps"])
-
-
-def _batch_grad(call: _Call, dy: torch.Tensor) -> list[tuple[nn.Parameter, torch.Tensor]]:
-    """The gradients of ``call``'s parameters summed over the batch (exact mode), given ``dy``."""
-    res = []
-    if call.kind == "conv":
-        a = call.args
-        for p, role in call.params:
-            if role == "bias":
-                res.append((p, dy.sum(dim=(0, 2, 3))))
-            else:
-                w = torch.nn.grad.conv2d_weight(
-                    call.inp, a["weight_shape"], dy, a["stride"], a["padding"], a["dilation"], a["groups"]
-                )
-                res.append((p, w))
-    elif call.kind == "linear":
-        x2 = call.inp.reshape(-1, call.inp.shape[-1])
-        d2 = dy.reshape(-1, dy.shape[-1])
-        for p, role in call.params:
-            res.append((p, d2.sum(0) if role == "bias" else d2.t() @ x2))
-    else:
-        dims = [0, *call.args["dims"][1:]]
-        for p, role in call.params:
-            res.append((p, dy.sum(dim=dims) if role == "bias" else (dy * _xhat(call)).sum(dim=dims)))
-    return res
 
 
 class _GramSink:
@@ -595,7 +572,7 @@ def _score(
         if mode == "fast":
             theta = sink.result() if sink is not None else torch.zeros(B, B, dtype=torch.float64)
         else:
-            theta = _exact_theta(net, images, tracked, params)
+            theta = _exact_theta(net, images, params)
             if theta is None:
                 scores["ntk_cond"] = WORST_SCORE
                 reasons["ntk_cond"] = "the network's output has NaN or infinite values"
@@ -653,45 +630,31 @@ def _loop_grads(S: torch.Tensor, others: list[nn.Parameter], sink: _GramSink, ro
         sink.add(p, rows, G)
 
 
-def _exact_theta(
-    net: nn.Module, images: torch.Tensor, tracked: dict[int, nn.Parameter], params: list[nn.Parameter]
-) -> torch.Tensor | None:
-    """``Theta`` with gradients through BatchNorm's batch statistics: one activation backward pass
-    per sample (autograd computes no weight gradients), then per-layer weight-gradient products."""
+def _exact_theta(net: nn.Module, images: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor | None:
+    """``Theta`` with gradients through BatchNorm's batch statistics: one backward pass per sample.
+
+    ``J`` has rank ``B`` and every row needs the whole batch's backward pass, so ``B`` passes are the
+    floor in floating-point work. Measured on CPU (NB201, batch 64), the alternatives were slower
+    than these plain passes: ``torch.func`` ``vjp`` + ``vmap`` over one-hot cotangents (0.3x to
+    0.7x: its convolution and BatchNorm backward batch rules loop and copy), ``is_grads_batched``
+    (0.2x), and activation-only passes with separate weight-gradient products (0.5x: autograd's
+    fused convolution backward computes both gradients cheaper than two calls)."""
     B = images.shape[0]
-    cap = _Capture(tracked, "coupled")
-    with torch.enable_grad(), cap:
+    with torch.enable_grad(), _Capture({}, "coupled", record=False):
         out = net(images)
     if not torch.isfinite(out).all():
         return None
     S = out.reshape(B, -1).sum(1)
-    calls = [c for c in cap.calls if c.out.requires_grad]
-    outs = [c.out for c in calls]
-    others = _other_params(params, calls, cap)
-    if others:
-        probe = torch.autograd.grad(S.sum(), others, allow_unused=True, retain_graph=True)
-        others = [p for p, g in zip(others, probe, strict=True) if g is not None]
-    offset, n = {}, 0
-    for p in params:
-        offset[id(p)] = n
-        n += p.numel()
+    n = sum(p.numel() for p in params)
     J = torch.zeros(B, n, device=images.device)
-    for i in range(B):
-        if not outs and not others:
-            break
-        grads = torch.autograd.grad(S[i], outs + others, retain_graph=i < B - 1, allow_unused=True)
-        row = J[i]
-        with torch.no_grad():
-            for c, dy in zip(calls, grads[: len(outs)], strict=True):
-                if dy is None:
-                    continue
-                for p, g in _batch_grad(c, dy):
-                    o = offset[id(p)]
-                    row[o : o + p.numel()] += g.reshape(-1)
-            for p, g in zip(others, grads[len(outs) :], strict=True):
+    if params and S.requires_grad:
+        for i in range(B):
+            grads = torch.autograd.grad(S[i], params, retain_graph=i < B - 1, allow_unused=True)
+            o = 0
+            for p, g in zip(params, grads, strict=True):
                 if g is not None:
-                    o = offset[id(p)]
-                    row[o : o + p.numel()] += g.reshape(-1)
+                    J[i, o : o + p.numel()] = g.reshape(-1)
+                o += p.numel()
     theta = torch.zeros(B, B, dtype=torch.float64, device=images.device)
     for start in range(0, n, 1 << 20):
         blk = J[:, start : start + (1 << 20)]
