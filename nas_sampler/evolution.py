@@ -15,7 +15,7 @@ each generation's parents and a resumed search continues from exactly the same s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,6 +356,24 @@ def _nb201_crossover(space: NB201Space, a: Genotype, b: Genotype, kind: str, rng
 # ---- public operators -----------------------------------------------------------------------
 
 
+def _mutate(
+    space: SearchSpace, g: Genotype, kind: str, rng: np.random.Generator, op_p: np.ndarray
+) -> tuple[Genotype, str | None]:
+    if isinstance(space, CellSpace):
+        return _cell_mutate(space, g, kind, rng, op_p)
+    if isinstance(space, NB201Space):
+        return _nb201_mutate(space, g, kind, rng, op_p)
+    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+
+
+def _crossover(space: SearchSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
+    if isinstance(space, CellSpace):
+        return _cell_crossover(space, a, b, kind, rng)
+    if isinstance(space, NB201Space):
+        return _nb201_crossover(space, a, b, kind, rng)
+    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+
+
 def mutate(
     space: SearchSpace,
     g: Genotype,
@@ -370,27 +388,62 @@ def mutate(
     """
     space.validate(g)
     p = np.full(len(space.ops), 1.0 / len(space.ops)) if op_probs is None else np.asarray(op_probs, dtype=float)
-    if isinstance(space, CellSpace):
-        return _cell_mutate(space, g, kind, rng, p)
-    if isinstance(space, NB201Space):
-        return _nb201_mutate(space, g, kind, rng, p)
-    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+    return _mutate(space, g, kind, rng, p)
 
 
 def crossover(space: SearchSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
     """Cross two parents gene by gene (a gene is an (edge, operation) pair); the child is repaired."""
     space.validate(a)
     space.validate(b)
-    if isinstance(space, CellSpace):
-        return _cell_crossover(space, a, b, kind, rng)
-    if isinstance(space, NB201Space):
-        return _nb201_crossover(space, a, b, kind, rng)
-    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+    return _crossover(space, a, b, kind, rng)
 
 
 def _binary_tournament(rng: np.random.Generator, n: int) -> int:
     """Parents are ordered best first, so the smaller of two random positions wins."""
     return int(min(rng.integers(n), rng.integers(n)))
+
+
+class _Plan:
+    """The adaptive probabilities of one generation, computed once for all its children."""
+
+    def __init__(self, space: SearchSpace, state: AdaptiveState, config: EvolutionConfig) -> None:
+        self.space, self.config = space, config
+        self.mkinds = mutation_kinds(space)
+        self.xkinds = crossover_kinds(space)
+        self.mkind_p = state.mutation_probs(self.mkinds, config.min_kind_prob)
+        self.xkind_p = state.crossover_probs(self.xkinds, config.min_kind_prob)
+        self.op_p = state.op_probs(space.ops, config.exploration * config.exploration_decay**state.generation)
+
+    def mutate_once(self, child: Genotype, rng: np.random.Generator, mutations: list[str], ops: list[str]) -> Genotype:
+        """One mutation that changes ``child`` (a kind that does not apply is redrawn)."""
+        for _ in range(2 * len(self.mkinds)):
+            kind = _choice(rng, self.mkinds, self.mkind_p)
+            new, op = _mutate(self.space, child, kind, rng, self.op_p)
+            if new != child:
+                mutations.append(kind)
+                if op is not None:
+                    ops.append(op)
+                return new
+        return child
+
+    def child(
+        self, parents: Sequence[Genotype], rng: np.random.Generator
+    ) -> tuple[Genotype, list[str], list[str], str | None]:
+        i = _binary_tournament(rng, len(parents))
+        j = _binary_tournament(rng, len(parents))
+        if len(parents) > 1:
+            while j == i:
+                j = int(rng.integers(len(parents)))
+        a, b = parents[i], parents[j]
+        child, xkind = a, None
+        if len(parents) > 1 and rng.random() < self.config.crossover_prob:
+            xkind = _choice(rng, self.xkinds, self.xkind_p)
+            child = _crossover(self.space, a, b, xkind, rng)
+        mutations: list[str] = []
+        ops: list[str] = []
+        if rng.random() < self.config.mutation_prob or child == a or child == b:
+            child = self.mutate_once(child, rng, mutations, ops)
+        return child, mutations, ops, xkind
 
 
 def make_child(
@@ -400,35 +453,13 @@ def make_child(
     state: AdaptiveState = AdaptiveState(),
     config: EvolutionConfig = EvolutionConfig(),
 ) -> tuple[Genotype, ChildRecord]:
-    """One child of ``parents`` (ordered best first): crossover, then mutation, each chosen adaptively."""
+    """One child of ``parents`` (valid, ordered best first): binary tournament for each parent,
+    crossover with ``config.crossover_prob``, then a mutation; kinds chosen by the adaptive state."""
     if not parents:
         raise ValueError("make_child needs at least one parent")
-    i = _binary_tournament(rng, len(parents))
-    j = _binary_tournament(rng, len(parents))
-    if len(parents) > 1:
-        while j == i:
-            j = int(rng.integers(len(parents)))
-    a, b = parents[i], parents[j]
-    child, xkind = a, None
-    if len(parents) > 1 and rng.random() < config.crossover_prob:
-        kinds = crossover_kinds(space)
-        xkind = _choice(rng, kinds, state.crossover_probs(kinds, config.min_kind_prob))
-        child = crossover(space, a, b, xkind, rng)
-    mutations: list[str] = []
-    ops: list[str] = []
-    if rng.random() < config.mutation_prob or child == a or child == b:
-        kinds = mutation_kinds(space)
-        kind_p = state.mutation_probs(kinds, config.min_kind_prob)
-        op_p = state.op_probs(space.ops, config.exploration * config.exploration_decay**state.generation)
-        for _ in range(2 * len(kinds)):  # a kind that does not apply (no change) is redrawn
-            kind = _choice(rng, kinds, kind_p)
-            new, op = mutate(space, child, kind, rng, op_p)
-            if new != child:
-                child = new
-                mutations.append(kind)
-                if op is not None:
-                    ops.append(op)
-                break
+    for p in parents:
+        space.validate(p)
+    child, mutations, ops, xkind = _Plan(space, state, config).child(parents, rng)
     return child, ChildRecord(xkind, tuple(mutations), tuple(ops))
 
 
@@ -436,21 +467,33 @@ def make_unique_child(
     space: SearchSpace,
     parents: Sequence[Genotype],
     rng: np.random.Generator,
-    seen: set[str] | frozenset[str],
+    seen: Container[str],
     state: AdaptiveState = AdaptiveState(),
     config: EvolutionConfig = EvolutionConfig(),
 ) -> tuple[Genotype, ChildRecord]:
-    """A child whose string is not in ``seen``: up to ``config.max_retries`` retries, then a random
-    unseen genotype (``record.fallback``); if even that fails (a tiny, exhausted space) the last
-    random genotype is returned and the caller decides (the sampler logs it)."""
-    for _ in range(config.max_retries + 1):
-        child, record = make_child(space, parents, rng, state, config) if parents else (space.random(rng), None)
+    """A child whose string is not in ``seen``.
+
+    A child that is already known gets one more mutation (a converged population breeds known
+    cells, and one more step away from a known cell is the cheapest way to a new one); every
+    fifth retry starts again from new parents. After ``config.max_retries`` retries a random
+    unseen genotype is returned (``record.fallback``); if even that fails (a tiny, exhausted space)
+    the last random genotype is returned and the caller decides (the sampler logs it).
+    """
+    if not parents:
+        return random_unseen(space, rng, seen), ChildRecord()
+    plan = _Plan(space, state, config)
+    child, mutations, ops, xkind = plan.child(parents, rng)
+    for attempt in range(config.max_retries + 1):
         if str(child) not in seen:
-            return child, record if record is not None else ChildRecord()
+            return child, ChildRecord(xkind, tuple(mutations), tuple(ops))
+        if attempt % 5 == 4:
+            child, mutations, ops, xkind = plan.child(parents, rng)
+        else:
+            child = plan.mutate_once(child, rng, mutations, ops)
     return random_unseen(space, rng, seen), ChildRecord(fallback=True)
 
 
-def random_unseen(space: SearchSpace, rng: np.random.Generator, seen: set[str] | frozenset[str], tries: int = 1000):
+def random_unseen(space: SearchSpace, rng: np.random.Generator, seen: Container[str], tries: int = 1000) -> Genotype:
     """A random valid genotype not in ``seen`` (the last draw if ``tries`` draws all were seen)."""
     g = space.random(rng)
     for _ in range(tries):

@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -122,7 +124,7 @@ class _Generation:
     parents: list[Genotype]
     parent_numbers: list[int]
     state: AdaptiveState
-    seen: set[str]
+    seen: _Seen
     children: list[tuple[Genotype, ChildRecord]] = field(default_factory=list)
 
 
@@ -138,8 +140,36 @@ class _StudyContext:
     holders: dict[tuple[int, int], int] = field(default_factory=dict)  # slot -> first trial number in it
     fixed: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # enqueued params by slot
     consumers: int = 0
+    members: dict[int, list[int]] = field(default_factory=dict)  # generation -> trial numbers in it
     gens: dict[int, _Generation] = field(default_factory=dict)
-    genotypes: dict[int, str | None] = field(default_factory=dict)  # trial number -> genotype string
+    genotypes: dict[int, str] = field(default_factory=dict)  # finished trial number -> genotype string
+    known: Counter[str] = field(default_factory=Counter)  # non-failed genotypes of generations < known_gen
+    known_gen: int = 0
+    pending: dict[int, str | None] = field(default_factory=dict)  # counted while unfinished: recheck later
+
+    def forget_genotypes(self) -> None:
+        """The space changed (the objective's was recorded): genotypes must be read again."""
+        self.gens.clear()
+        self.genotypes.clear()
+        self.known.clear()
+        self.known_gen = 0
+        self.pending.clear()
+
+
+class _Seen:
+    """Genotypes a generation must avoid: the study's known ones plus the generation's own."""
+
+    __slots__ = ("known", "local")
+
+    def __init__(self, known: Counter[str], local: set[str]) -> None:
+        self.known = known
+        self.local = local
+
+    def __contains__(self, text: object) -> bool:
+        return text in self.local or self.known.get(text, 0) > 0  # type: ignore[call-overload]
+
+    def add(self, text: str) -> None:
+        self.local.add(text)
 
 
 class GeneticCellSampler(BaseGASampler):
@@ -255,8 +285,7 @@ class GeneticCellSampler(BaseGASampler):
             if found is not None:
                 with ctx.lock:
                     if found != ctx.space:  # children computed for the default space are void
-                        ctx.gens.clear()
-                        ctx.genotypes.clear()
+                        ctx.forget_genotypes()
                     ctx.space, ctx.space_recorded = found, True
         return ctx
 
@@ -310,6 +339,7 @@ class GeneticCellSampler(BaseGASampler):
             if _FIXED_KEY in attrs:
                 ctx.fixed[slot] = dict(attrs[_FIXED_KEY])
         ctx.slots.append(slot)
+        ctx.members.setdefault(slot[0], []).append(t.number)
 
     def _index(self, study: Study, ctx: _StudyContext, upto: FrozenTrial | None = None) -> None:
         """Index every trial up to ``upto`` (or all trials when None); cheap when only a few are new."""
@@ -426,7 +456,7 @@ class GeneticCellSampler(BaseGASampler):
         try:
             if text is not None:
                 result = str(ctx.space.parse(text))
-            elif all(k in t.params for k in self.infer_relative_search_space_for(ctx)):
+            elif all(k in t.params for k in self._dists(ctx)):
                 result = str(ctx.space.from_params(t.params))
         except GenotypeError:
             result = None
@@ -434,7 +464,7 @@ class GeneticCellSampler(BaseGASampler):
             ctx.genotypes[t.number] = result
         return result
 
-    def infer_relative_search_space_for(self, ctx: _StudyContext) -> dict[str, BaseDistribution]:
+    def _dists(self, ctx: _StudyContext) -> dict[str, BaseDistribution]:
         dists = self._distributions.get(id(ctx.space))
         if dists is None:
             dists = self._distributions[id(ctx.space)] = ctx.space.distributions()
@@ -450,23 +480,40 @@ class GeneticCellSampler(BaseGASampler):
             return None
 
     def _wait_for(self, study: Study, ctx: _StudyContext, generation: int, current: int | None) -> list[FrozenTrial]:
-        """Trials, once no trial of ``generation`` or earlier is running (or the timeout passed)."""
+        """All trials, once no trial of ``generation`` is running (or the timeout passed).
+
+        Only that generation is waited for: a trial whose worker died without a heartbeat stays
+        RUNNING for ever, and it must not hold up every later generation too.
+        """
         deadline = time.monotonic() + self._generation_timeout
         delay = 0.01
         heartbeat = is_heartbeat_enabled(study._storage)
+        told = False
         while True:
             trials = study._get_trials(deepcopy=False, use_cache=False)
             with ctx.lock:
                 self._index_list(ctx, trials)
                 running = [
-                    t.number
-                    for t in trials
-                    if t.state == TrialState.RUNNING and t.number != current and ctx.slots[t.number][0] <= generation
+                    n
+                    for n in ctx.members.get(generation, [])
+                    if n < len(trials) and n != current and trials[n].state == TrialState.RUNNING
                 ]
             if not running:
                 return trials
             if heartbeat:
-                optuna.storages.fail_stale_trials(study)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            elif not told and delay >= 0.5:
+                _log.info(
+                    "waiting up to %.0f s for running trials %s of generation %d before choosing the next parents; "
+                    "without a storage heartbeat a trial whose worker died stays RUNNING until then "
+                    "(use RDBStorage(heartbeat_interval=...) to have such trials failed and retried)",
+                    self._generation_timeout,
+                    running,
+                    generation,
+                )
+                told = True
             if time.monotonic() >= deadline:
                 _log.warning(
                     "generation %d still has running trials %s after %.0f s; choosing the next parents without "
@@ -503,9 +550,10 @@ class GeneticCellSampler(BaseGASampler):
             with ctx.lock:
                 self._index_list(ctx, trials)
                 done: dict[tuple[int, int], FrozenTrial] = {}
-                for t in trials:
-                    if ctx.slots[t.number][0] == g - 1 and t.state == TrialState.COMPLETE and t.values is not None:
-                        done.setdefault(ctx.slots[t.number], t)
+                for n in ctx.members.get(g - 1, []):
+                    t = trials[n] if n < len(trials) else None
+                    if t is not None and t.state == TrialState.COMPLETE and t.values is not None:
+                        done.setdefault(ctx.slots[n], t)
                 offspring = list(done.values())
             pool = [trials[n] for n in prev.parent_numbers] + [
                 t for t in offspring if t.number not in prev.parent_numbers
@@ -532,28 +580,64 @@ class GeneticCellSampler(BaseGASampler):
                 text = self._genotype_of(ctx, trials[n])
                 if text is not None:
                     parents.append(Genotype.parse(text))
-            seen = set()
-            for t in trials:
-                if ctx.slots[t.number][0] < g and t.state != TrialState.FAIL:
-                    text = self._genotype_of(ctx, t)
-                    if text is not None:
-                        seen.add(text)
-            for t in trials:  # trials sampled before the space was recorded hold genotypes of their own
+            local: set[str] = set()
+            for n in ctx.members.get(g, []):
+                t = trials[n] if n < len(trials) else None
+                if t is None or t.state == TrialState.FAIL:
+                    continue
                 tag = t.system_attrs.get(self._slot_key())
-                if tag and tag.get("u") and ctx.slots[t.number][0] == g and t.state != TrialState.FAIL:
+                if tag and tag.get("u"):  # sampled before the space was recorded: a genotype of its own
                     text = self._genotype_of(ctx, t)
                     if text is not None:
-                        seen.add(text)
-            for slot in ctx.fixed:
-                if slot[0] == g:
-                    fixed = self._fixed_genotype(ctx, slot)
-                    if fixed is not None:
-                        seen.add(str(fixed))
-            gen = _Generation(parents, parent_numbers, state, seen)
+                        local.add(text)
+                fixed = self._fixed_genotype(ctx, ctx.slots[n])
+                if fixed is not None and ctx.holders.get(ctx.slots[n]) == n:
+                    local.add(str(fixed))
+            gen = _Generation(parents, parent_numbers, state, _Seen(self._known_before(ctx, trials, g), local))
             ctx.gens[g] = gen
             for old in [k for k in ctx.gens if k < g - 1]:  # keep memory flat on long searches
                 del ctx.gens[old]
             return gen
+
+    def _known_before(self, ctx: _StudyContext, trials: Sequence[FrozenTrial], g: int) -> Counter[str]:
+        """Genotypes of the non-failed trials of generations before ``g``, kept up to date
+        incrementally (each trial is read once, plus trials still unfinished when first read)."""
+
+        def read(n: int, counted: str | None) -> None:
+            t = trials[n] if n < len(trials) else None
+            if t is None:
+                ctx.pending[n] = counted
+                return
+            if t.state == TrialState.FAIL:
+                if counted is not None:
+                    ctx.known[counted] -= 1
+                ctx.pending.pop(n, None)
+                return
+            if counted is None:
+                counted = self._genotype_of(ctx, t)
+                if counted is not None:
+                    ctx.known[counted] += 1
+            if t.state.is_finished():
+                ctx.pending.pop(n, None)
+            else:
+                ctx.pending[n] = counted
+
+        if g < ctx.known_gen:  # an old generation (rare): count it on its own
+            known: Counter[str] = Counter()
+            for k in range(g):
+                for n in ctx.members.get(k, []):
+                    if n < len(trials) and trials[n].state != TrialState.FAIL:
+                        text = self._genotype_of(ctx, trials[n])
+                        if text is not None:
+                            known[text] += 1
+            return known
+        for n, counted in list(ctx.pending.items()):
+            read(n, counted)
+        while ctx.known_gen < g:
+            for n in ctx.members.get(ctx.known_gen, []):
+                read(n, None)
+            ctx.known_gen += 1
+        return ctx.known
 
     def _child(self, study: Study, ctx: _StudyContext, g: int, s: int, current: int) -> tuple[Genotype, ChildRecord]:
         gen = self._generation(study, ctx, g, current)
