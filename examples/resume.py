@@ -1,6 +1,6 @@
 """Stop a search and resume it: the resumed search proposes exactly what an uninterrupted one would.
 
-Runs 12 trials, "stops", then a new sampler object (as a new process would) continues to 24, and
+Runs 7 trials, "stops", then a new sampler object (as a new process would) continues to 16, and
 checks the genotypes against a search that ran straight through.
 """
 
@@ -19,7 +19,7 @@ objective = TrainingFreeObjective(space, data="builtin", batch_size=16)
 def search(storage: str, name: str, n_trials: int) -> list[str]:
     study = optuna.create_study(
         directions=objective.directions,
-        sampler=GeneticCellSampler(population_size=6, seed=42),
+        sampler=GeneticCellSampler(population_size=4, seed=42),
         storage=storage,
         study_name=name,
         load_if_exists=True,
@@ -31,9 +31,9 @@ def search(storage: str, name: str, n_trials: int) -> list[str]:
 
 with tempfile.TemporaryDirectory() as tmp:
     url = f"sqlite:///{Path(tmp) / 'resume.db'}"
-    straight = search(url, "straight", 24)
-    search(url, "stopped", 12)  # ... the process ends here ...
-    resumed = search(url, "stopped", 24)  # ... and a new one resumes
+    straight = search(url, "straight", 16)
+    search(url, "stopped", 7)  # ... the process ends here ...
+    resumed = search(url, "stopped", 16)  # ... and a new one resumes
     print("straight:", len(straight), "trials; resumed:", len(resumed), "trials")
     print("identical genotypes in the same order:", straight == resumed)
     assert straight == resumed
