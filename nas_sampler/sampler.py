@@ -18,8 +18,18 @@ How a trial gets its genotype, and why it is exactly resumable:
   storage has a heartbeat), by a pluggable selector (default: Pareto fronts then rank-sum or crowding
   reduction), and stored with the adaptive state in one study system attribute (one write: a crash
   leaves it complete or absent). Selection is deterministic, so concurrent writers write the same value.
-* **Cost.** Each trial indexes only the trials created since the previous one; the full trial list is
-  read once per generation (for selection and the set of known genotypes).
+* **Cost.** Each trial indexes only the trials created since the previous one; per generation the
+  sampler reads the trial list once and looks only at the previous generation's trials (the set of
+  known genotypes is kept up to date incrementally).
+
+Limits, by design: a failed trial (the objective raised) keeps its slot, so its generation has one
+completed member fewer; only a stale-trial retry re-takes a slot. A single worker restarted after
+SIGKILL within the storage's heartbeat grace period finds its dead trial still RUNNING; if that
+trial belongs to the generation just before a boundary, the next parents are chosen without it
+and the search, still correct, is no longer identical to an uninterrupted run. Restart after the
+grace period (the stale trial is then failed and retried first) to keep it exact. Without a
+heartbeat, a dead worker's trial stays RUNNING and holds up the next generation for
+``generation_timeout`` seconds once.
 """
 
 from __future__ import annotations
@@ -180,8 +190,9 @@ class GeneticCellSampler(BaseGASampler):
         offspring_per_generation: children per later generation (default: ``population_size``).
         space: the search space; ``None`` uses the space the study records (``space.suggest``
             records it) or the default :class:`~nas_sampler.CellSpace` before one is recorded.
-        seed: seed of the evolution. The study records the first seed used and a later sampler on
-            the same study follows the recorded one, so resumed runs and extra workers agree.
+        seed: seed of the evolution. The study records the first seed used (with the generation
+            sizes) and a later sampler on the same study follows the recorded seed, so resumed runs
+            and extra workers agree; other generation sizes than the recorded ones are refused.
         crossover_prob, mutation_prob, exploration, exploration_decay, min_kind_prob, max_retries:
             see :class:`~nas_sampler.evolution.EvolutionConfig`.
         reduction: ``"rank_sum"`` (the original's rule) or ``"crowding"`` (NSGA-II's).
@@ -264,8 +275,8 @@ class GeneticCellSampler(BaseGASampler):
         return f"{cls.__name__}:slot"
 
     @classmethod
-    def _seed_key(cls) -> str:
-        return f"{cls.__name__}:seed"
+    def _config_key(cls) -> str:
+        return f"{cls.__name__}:config"
 
     def _parents_key(self, generation: int) -> str:
         return self._get_parent_cache_key_prefix() + str(generation)
@@ -290,20 +301,32 @@ class GeneticCellSampler(BaseGASampler):
         return ctx
 
     def _new_context(self, study: Study) -> _StudyContext:
+        """Read (or record, on first use) the seed and generation sizes the study is searched with."""
         storage, sid = study._storage, study._study_id
-        stored = storage.get_study_system_attrs(sid).get(self._seed_key())
+        sizes = {"population_size": self._population_size, "offspring_per_generation": self._offspring}
+        stored = storage.get_study_system_attrs(sid).get(self._config_key())
         if stored is None:
             seed = self._seed if self._seed is not None else int(np.random.SeedSequence().entropy % 2**63)
-            self._write_study_attr(study, self._seed_key(), seed)
-            stored = storage.get_study_system_attrs(sid).get(self._seed_key(), seed)
-        elif self._seed is not None and stored != self._seed:
-            _log.info("study %r records seed %s; it is used instead of seed=%s", study.study_name, stored, self._seed)
+            self._write_study_attr(study, self._config_key(), {"seed": seed, **sizes})
+            stored = storage.get_study_system_attrs(sid).get(self._config_key(), {"seed": seed, **sizes})
+        recorded_sizes = {k: stored.get(k) for k in sizes}
+        if recorded_sizes != sizes:
+            raise ConfigError(
+                f"study {study.study_name!r} is searched with population_size={recorded_sizes['population_size']}, "
+                f"offspring_per_generation={recorded_sizes['offspring_per_generation']}; this sampler has "
+                f"population_size={self._population_size}, offspring_per_generation={self._offspring}. "
+                "Generations are numbered by these sizes: resume with the same values, or use a new study name"
+            )
+        if self._seed is not None and stored["seed"] != self._seed:
+            _log.info(
+                "study %r records seed %s; it is used instead of seed=%s", study.study_name, stored["seed"], self._seed
+            )
         if self._space is not None:
             space, recorded = self._space, True
         else:
             found = recorded_space(study)
             space, recorded = (found, True) if found is not None else (CellSpace(), False)
-        return _StudyContext(seed=int(stored), space=space, space_recorded=recorded)
+        return _StudyContext(seed=int(stored["seed"]), space=space, space_recorded=recorded)
 
     @staticmethod
     def _write_study_attr(study: Study, key: str, value: Any) -> None:

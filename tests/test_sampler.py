@@ -508,3 +508,20 @@ def test_beats_random_sampling_on_a_known_optimum() -> None:
     mean = {k: float(np.mean(v)) for k, v in results.items()}
     assert mean["genetic"] > mean["random"]
     assert mean["genetic"] > mean["initial"]
+
+
+def test_a_study_keeps_its_seed_and_refuses_other_generation_sizes(tmp_path: Path, db) -> None:
+    url = db("sizes")
+    study = optuna.create_study(
+        storage=url, study_name="z", directions=["minimize"] * 3, sampler=GeneticCellSampler(6, seed=11)
+    )
+    study.optimize(objective, n_trials=8)
+    # a worker started with another seed follows the study's seed: same children as seed 11
+    other = optuna.load_study(study_name="z", storage=url, sampler=GeneticCellSampler(6, seed=99))
+    other.optimize(objective, n_trials=4)
+    reference = optuna.create_study(directions=["minimize"] * 3, sampler=GeneticCellSampler(6, seed=11))
+    reference.optimize(objective, n_trials=12)
+    assert _completed_genotypes(other) == _completed_genotypes(reference)
+    wrong = optuna.load_study(study_name="z", storage=url, sampler=GeneticCellSampler(8, seed=11))
+    with pytest.raises(ConfigError, match="population_size=6"):
+        wrong.optimize(objective, n_trials=1)
