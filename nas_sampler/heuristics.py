@@ -125,9 +125,9 @@ def ntk_condition_number(
 
     ``J[i]`` is the gradient of ``sum(logits[i])`` with respect to every trainable parameter.
     ``mode="fast"`` treats BatchNorm's batch statistics as constants (one vectorised backward pass;
-    chunkable); ``mode="exact"`` lets gradients flow through them as TE-NAS does (one activation
-    backward pass per sample). See the module docstring for ``device``, ``memory_budget``, ``seed``
-    and ``on_degenerate``.
+    chunkable); ``mode="exact"`` lets gradients flow through them as TE-NAS does (one backward
+    pass per sample, so about ``B`` times the fast mode's cost). See :func:`score_all` for ``device``,
+    ``memory_budget``, ``seed`` and ``on_degenerate``.
     """
     return _run(net, images, ("ntk_cond",), mode, device, memory_budget, seed, on_degenerate)["ntk_cond"]
 
@@ -178,7 +178,7 @@ def score_all(
     """``{"ntk_cond", "activation", "jacobian"}`` of ``net`` on ``images``, all lower-is-better, equal to
     the individual functions, computed together: one forward pass (ReLU codes, layer inputs), one
     backward pass (input Jacobians, per-sample weight gradients); ``ntk_mode="exact"`` adds the
-    per-sample activation backward passes of the exact NTK.
+    exact NTK's forward pass and one backward pass per sample.
 
     Args:
         device: ``"auto"`` (CUDA when available, else CPU), or a device. A network on another device
