@@ -15,8 +15,10 @@ each generation's parents and a resumed search continues from exactly the same s
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -227,8 +229,13 @@ def _snap(space: CellSpace, channels: int) -> int:
     return min(space.positive_channels, key=lambda c: (abs(c - channels), c))
 
 
-def _choice(rng: np.random.Generator, items: Sequence[Any], p: np.ndarray | None = None) -> Any:
-    return items[int(rng.choice(len(items), p=p))]
+def _choice(rng: np.random.Generator, items: Sequence[Any], p: Sequence[float] | np.ndarray | None = None) -> Any:
+    """One item, with probabilities ``p`` (uniform when None); one uniform draw by inverse CDF,
+    several times faster than ``Generator.choice`` on these short lists."""
+    if p is None:
+        return items[int(rng.integers(len(items)))]
+    cdf = list(accumulate(float(x) for x in p))
+    return items[min(bisect_right(cdf, rng.random() * cdf[-1]), len(items) - 1)]
 
 
 def _step(space: CellSpace, ch: int, delta: int) -> int:
@@ -338,7 +345,7 @@ def _nb201_mutate(
     if not others:
         return g, None
     p = op_p[others] / op_p[others].sum()
-    op = space.ops[others[int(rng.choice(len(others), p=p))]]
+    op = space.ops[_choice(rng, others, p)]
     nodes = [list(n) for n in g.nodes]
     nodes[node - 1] = [Edge(op, e.src) if e.src == edge.src else e for e in nodes[node - 1]]
     return space.repair(Genotype(nodes)), op
