@@ -102,7 +102,10 @@ def main() -> None:
         "both cost one backward pass per sample, so a smaller batch keeps a loaded machine's run short",
     )
     ap.add_argument("--no-loop", action="store_true", help="skip the exact NTK and the per-sample loop (slow)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     table = load_nb201(require(args.csv, "NAS-Bench-201 table", "--csv"))
     images = cifar_batch(require(args.data, "CIFAR-10 folder", "--data"), args.batch_size, args.seed)
     space = NB201Space()

@@ -105,7 +105,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("nb201_correlation_out"), help="folder for scores.csv and PNGs")
     ap.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder (default ../shared/...)")
     ap.add_argument("--csv", type=Path, default=NB201_CSV, help="NAS-Bench-201 accuracy table")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     table = load_nb201(require(args.csv, "NAS-Bench-201 table", "--csv"))
     images = cifar_batch(require(args.data, "CIFAR-10 folder", "--data"), args.batch_size, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
