@@ -55,8 +55,8 @@ def corr(lower_is_better: np.ndarray, acc: np.ndarray) -> tuple[float, float]:
 def _draw(ax, name: str, v: np.ndarray, acc: np.ndarray, tau: float) -> None:  # noqa: ANN001
     ok = v < WORST_SCORE
     ax.scatter(v[ok], acc[ok], s=8, alpha=0.6)
-    if name == "ntk_cond":
-        ax.set_xscale("log")
+    if name in ("ntk_cond", "jacobian") and ok.any() and (v[ok] > 0).all():
+        ax.set_xscale("log")  # heavy right tails
     ax.set_xlabel(f"{name} (lower is better)")
     ax.set_ylabel("NB201 CIFAR-10 test accuracy (%)")
     bad = int((~ok).sum())
