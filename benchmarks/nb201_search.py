@@ -1,0 +1,168 @@
+"""Search quality on NAS-Bench-201: does the training-free search find architectures that really are good?
+
+For each sampler and seed: a search over NB201Space scored by TrainingFreeObjective on a fixed
+CIFAR-10 batch, for a budget of scored architectures; then ONE architecture is chosen without
+looking at the ground truth (the rule of ``export_final``: the first Pareto front ordered by the sum
+of per-objective ranks) and its true CIFAR-10 test accuracy is looked up. Prints per sampler the mean
+± std of that accuracy over seeds, the best true accuracy on the final front, architectures scored,
+CPU minutes per search and the Kendall tau between the final ranking of all scored architectures
+(sum of per-objective ranks) and their true accuracy. Writes results.json and best_so_far.png to --out.
+
+    python benchmarks/nb201_search.py --samplers genetic,random --seeds 5 --budget 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from scipy.stats import kendalltau, rankdata
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
+
+from nas_sampler import DartsTournament, GeneticCellSampler, NB201Space, TrainingFreeObjective  # noqa: E402
+from nas_sampler.final import choose_trials  # noqa: E402
+
+SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
+
+
+def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.samplers.BaseSampler:
+    if name == "genetic":
+        return GeneticCellSampler(population_size=population, seed=seed)
+    if name == "genetic-darts":
+        tournament = DartsTournament(data=data, every=3, size=4, seed=seed, device="cpu")
+        return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise SystemExit(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+
+
+def rank_sum(values: np.ndarray) -> np.ndarray:
+    """Sum over objectives of each trial's rank (all minimised): the final ranking, lower is better."""
+    return np.sum([rankdata(values[:, k]) for k in range(values.shape[1])], axis=0)
+
+
+def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth: dict[str, float]) -> dict:
+    study = optuna.create_study(
+        directions=objective.directions, sampler=make_sampler(name, seed, args.population, str(args.data))
+    )
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    study.optimize(objective, n_trials=args.budget, catch=objective.catch)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    (pick,) = choose_trials(study, n_cells=1)
+    accs = np.array([truth[t.user_attrs["genotype"]] for t in trials])
+    tau = float(kendalltau(-rank_sum(np.array([t.values for t in trials])), accs).statistic)
+    seen = [truth.get(t.user_attrs.get("genotype", ""), np.nan) for t in study.trials]
+    return {
+        "sampler": name,
+        "seed": seed,
+        "chosen": pick.user_attrs["genotype"],
+        "chosen_trial": pick.number,
+        "accuracy": truth[pick.user_attrs["genotype"]],
+        "best_on_front": max(truth[t.user_attrs["genotype"]] for t in study.best_trials),
+        "archs_scored": len(study.trials),
+        "failed": len(study.trials) - len(trials),
+        "cpu_minutes": cpu / 60,
+        "wall_minutes": wall / 60,
+        "kendall_tau": tau,
+        "best_so_far": np.fmax.accumulate(np.nan_to_num(np.array(seen, dtype=float), nan=0.0)).tolist(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma-separated, from {', '.join(SAMPLERS)}")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per sampler (default 5)")
+    p.add_argument("--budget", type=int, default=300, help="architectures scored per search (default 300)")
+    p.add_argument("--batch-size", type=int, default=64, help="CIFAR-10 scoring batch (default 64)")
+    p.add_argument("--population", type=int, default=20, help="population of the genetic samplers (default 20)")
+    p.add_argument("--extra", default="params", help="extra objectives beside the three scores ('' for none)")
+    p.add_argument("--cells-per-stage", type=int, default=5, help="NB201 skeleton depth (5 = the benchmark's)")
+    p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")
+    p.add_argument("--csv", type=Path, default=NB201_CSV, help="NAS-Bench-201 CIFAR-10 accuracies")
+    p.add_argument("--out", type=Path, default=Path("nb201-search"), help="folder for results.json and the plot")
+    args = p.parse_args()
+    truth = load_nb201(require(args.csv, "NAS-Bench-201 ground truth", "--csv"))
+    require(args.data, "CIFAR-10 train folder", "--data")
+    names = [s for s in args.samplers.split(",") if s]
+    for n in names:
+        if n not in SAMPLERS:
+            p.error(f"unknown sampler {n!r}; choose from {', '.join(SAMPLERS)}")
+    extra = [e for e in args.extra.split(",") if e]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"NB201 search: samplers {names}, {args.seeds} seeds, budget {args.budget}, batch {args.batch_size}, "
+        f"objectives ntk_cond, activation, jacobian{''.join(', ' + e for e in extra)}, cells/stage "
+        f"{args.cells_per_stage}",
+        flush=True,
+    )
+    space = NB201Space(cells_per_stage=args.cells_per_stage)
+    runs = []
+    for seed in range(args.seeds):
+        objective = TrainingFreeObjective(
+            space, data=str(args.data), batch_size=args.batch_size, seed=seed, device="cpu", extra_objectives=extra
+        )
+        for name in names:
+            r = run_one(name, seed, objective, args, truth)
+            runs.append(r)
+            print(
+                f"  {name:14s} seed {seed}: chose {r['accuracy']:.2f} % (front best {r['best_on_front']:.2f}), "
+                f"tau {r['kendall_tau']:.3f}, {r['archs_scored']} archs, {r['cpu_minutes']:.1f} CPU-min",
+                flush=True,
+            )
+    summary = {}
+    print(f"\n{'sampler':14s} {'accuracy':>14s} {'front best':>10s} {'archs':>6s} {'CPU-min':>8s} {'tau':>6s}")
+    for name in names:
+        rs = [r for r in runs if r["sampler"] == name]
+        accs = [r["accuracy"] for r in rs]
+        summary[name] = {
+            "mean_acc": statistics.fmean(accs),
+            "std_acc": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+            "best_on_front": statistics.fmean(r["best_on_front"] for r in rs),
+            "archs_scored": statistics.fmean(r["archs_scored"] for r in rs),
+            "cpu_minutes": statistics.fmean(r["cpu_minutes"] for r in rs),
+            "kendall_tau": statistics.fmean(r["kendall_tau"] for r in rs),
+        }
+        s = summary[name]
+        print(
+            f"{name:14s} {s['mean_acc']:7.2f} ± {s['std_acc']:4.2f} {s['best_on_front']:10.2f} "
+            f"{s['archs_scored']:6.0f} {s['cpu_minutes']:8.1f} {s['kendall_tau']:6.3f}"
+        )
+    (args.out / "results.json").write_text(json.dumps({"settings": vars(args) | {"data": str(args.data),
+        "csv": str(args.csv), "out": str(args.out)}, "summary": summary, "runs": runs}, indent=2))  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        curves = np.array([r["best_so_far"] for r in runs if r["sampler"] == name])
+        ax.plot(np.arange(1, curves.shape[1] + 1), curves.mean(axis=0), label=name)
+    ax.axhline(max(truth.values()), color="grey", ls="--", lw=0.8, label="optimum")
+    ax.set_xlabel("architectures scored")
+    ax.set_ylabel("best true CIFAR-10 accuracy so far (%)")
+    ax.set_title(f"NAS-Bench-201, mean over {args.seeds} seeds")
+    ax.set_ylim(bottom=max(85.0, ax.get_ylim()[0]))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "best_so_far.png", dpi=120)
+    keys = ("mean_acc", "std_acc", "archs_scored", "cpu_minutes", "kendall_tau")
+    print(json.dumps({n: {k: round(summary[n][k], 4) for k in keys} for n in names}))
+
+
+if __name__ == "__main__":
+    main()
