@@ -18,6 +18,7 @@ from nas_sampler.tournament import DartsTournament, TournamentResult, run_tourna
 INFORMATIVE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 CONSTANT = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # output is zeros whatever the input
 FAST = dict(steps=12, warmup_steps=6, batch_size=16)
+TINY = dict(steps=4, warmup_steps=2, batch_size=8, width=4)  # for tests of bookkeeping, not of the outcome
 
 
 class TimesZero(nn.Module):
@@ -62,10 +63,10 @@ def test_deterministic_for_a_seed_on_cpu() -> None:
     rng = __import__("numpy").random.default_rng(3)
     cands = [space.random(rng) for _ in range(4)]
     state = torch.get_rng_state()
-    a = run_tournament(space, cands, "builtin", size=2, seed=5, device="cpu", **FAST)
+    a = run_tournament(space, cands, "builtin", size=2, seed=5, device="cpu", **TINY)
     assert torch.equal(state, torch.get_rng_state()), "the global RNG must be left as it was"
-    b = run_tournament(space, cands, "builtin", size=2, seed=5, device="cpu", **FAST)
-    c = run_tournament(space, cands, "builtin", size=2, seed=6, device="cpu", **FAST)
+    b = run_tournament(space, cands, "builtin", size=2, seed=5, device="cpu", **TINY)
+    c = run_tournament(space, cands, "builtin", size=2, seed=6, device="cpu", **TINY)
     assert a.alphas == b.alphas and a.loss_curve == b.loss_curve and a.winners == b.winners
     assert a.loss_curve != c.loss_curve
 
@@ -144,7 +145,7 @@ def test_select_stores_result_keeps_population_and_is_not_rerun_on_resume(tmp_pa
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tmod, "run_tournament", counting)
-    tour = DartsTournament(data="builtin", every=2, size=4, device="cpu", seed=0, **FAST)
+    tour = DartsTournament(data="builtin", every=2, size=4, device="cpu", seed=0, **TINY)
     candidates = study.get_trials(deepcopy=False)
     parents = tour.select(study, space, candidates, n_survivors=6, generation=2)
     assert len(calls) == 1
@@ -153,12 +154,12 @@ def test_select_stores_result_keeps_population_and_is_not_rerun_on_resume(tmp_pa
     assert len({p.number for p in parents}) == 6
     assert {p.number for p in parents[:3]} == set(record["winners"])  # winners first, then the fill
     assert sorted(int(k) for k in record["weight"]) == [t.number for t in candidates]
-    assert len(record["loss_curve"]) == FAST["steps"] + FAST["warmup_steps"]
+    assert len(record["loss_curve"]) == TINY["steps"] + TINY["warmup_steps"]
     assert tmod.tournament_alphas(study).keys() == {t.number for t in candidates}
 
     # a resumed search: a new process, a new tournament object, the same storage
     resumed = optuna.load_study(study_name="t", storage=storage)
-    again = DartsTournament(data="builtin", every=2, size=4, device="cpu", seed=0, **FAST).select(
+    again = DartsTournament(data="builtin", every=2, size=4, device="cpu", seed=0, **TINY).select(
         resumed, space, resumed.get_trials(deepcopy=False), n_survivors=6, generation=2
     )
     assert len(calls) == 1, "a finished tournament must not run again"
@@ -169,7 +170,7 @@ def test_select_keeps_population_when_groups_give_too_few_or_too_many_winners() 
     space = NB201Space()
     study = _study_with_candidates(None, 6, space)
     trials = study.get_trials(deepcopy=False)
-    t = DartsTournament(size=2, device="cpu", **FAST)
+    t = DartsTournament(size=2, device="cpu", **TINY)
     assert len(t.select(study, space, trials, n_survivors=5, generation=3)) == 5  # 3 winners + 2
     record = study.user_attrs["nas_sampler:tournament:3"]
     assert len(record["winners"]) == 3
@@ -197,7 +198,7 @@ def test_genetic_sampler_uses_the_tournament_on_its_generations(tmp_path, monkey
         return float(ops.count("none")), float(len(set(ops)))
 
     def make_sampler() -> GeneticCellSampler:
-        tour = DartsTournament(data="builtin", every=2, size=2, device="cpu", seed=0, **FAST)
+        tour = DartsTournament(data="builtin", every=2, size=2, device="cpu", seed=0, **TINY)
         return GeneticCellSampler(population_size=4, space=space, seed=0, tournament=tour)
 
     study = optuna.create_study(
