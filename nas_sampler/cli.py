@@ -7,17 +7,22 @@ stderr saying what to do; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
 import signal
 import sys
+import time
 import traceback
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
+from optuna.storages._heartbeat import is_heartbeat_enabled
 
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
@@ -67,11 +72,9 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
             ),
         }
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, "rb") as f:
-                if f.read(16) != b"SQLite format 3\x00":
-                    raise NASError(f"{path} is not a SQLite database; give another file name with --storage")
+        _check_sqlite_file(Path(url[len("sqlite:///") :]))
+    else:  # a connection the server closed (restart, idle timeout) is replaced instead of failing a trial
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
         return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/Optuna raise many kinds; the user needs one line
@@ -80,6 +83,30 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
             f"cannot open storage {url!r}: {first}. Check the URL (e.g. sqlite:///nas.db or "
             "postgresql+psycopg2://user@host:5432/db) and that the database server is running"
         ) from e
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse a file that is not a SQLite database, or one that holds other tables than Optuna's
+    (Optuna would add its own tables to it)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise NASError(f"{path} is not a SQLite database; give another file name with --storage")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        raise NASError(
+            f"{path} is a damaged SQLite database ({e}); restore it from a backup or give another file"
+        ) from e
+    if tables and not {"studies", "trials", "alembic_version"} <= tables:
+        raise NASError(
+            f"{path} is a SQLite database of something else (tables: {', '.join(sorted(tables)[:5])}); "
+            "give another file name with --storage"
+        )
 
 
 def load_existing_study(storage: optuna.storages.BaseStorage, name: str, url: str) -> optuna.Study:
@@ -205,33 +232,31 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
     else:
         study = load_existing_study(storage, cfg.study.name, cfg.study.storage)
         study.sampler = sampler
+    if len(study.directions) != len(objective.directions):  # checked first: a foreign study is left untouched
+        raise SpaceMismatchError(
+            f"study {cfg.study.name!r} has {len(study.directions)} objectives, this search has "
+            f"{len(objective.directions)} ({', '.join(objective.metric_names)}); use a new --study name"
+        )
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
     else:
         _check_same_search(stored, cfg, cfg.study.name)
-    if len(study.directions) != len(objective.directions):
-        raise SpaceMismatchError(
-            f"study {cfg.study.name!r} has {len(study.directions)} objectives, this search has "
-            f"{len(objective.directions)} ({', '.join(objective.metric_names)}); use a new --study name"
-        )
 
     target = cfg.n_trials
     done = finished_trials(study)
     print(f"study {cfg.study.name!r} in {cfg.study.storage}: {done}/{target} trials finished", file=sys.stderr)
-    if not _work_left(study, target):
+    if not _work_left(study.get_trials(deepcopy=False), target):
         print("nothing to do: the search has reached its trials; raise --trials or --generations to go on")
         return 0
     stop = _GracefulStop(resume_hint)
     progress = SearchProgress(study, sampler, target)
     with stop, progress:
-        # one trial per call, checking the budget before each: with several workers, Optuna's
-        # MaxTrialsCallback only looks after a trial, so each worker would add one past the budget
-        # (a half-filled extra generation); here a worker only starts a trial while slots are left
-        while not stop.requested and _work_left(study, target):
-            study.optimize(objective, n_trials=1, callbacks=[progress], catch=objective.catch)
+        run_trials(
+            study, objective, target, catch=objective.catch, callbacks=[progress], should_stop=lambda: stop.requested
+        )
     done = finished_trials(study)
-    if stop.requested and _work_left(study, target):
+    if stop.requested and _work_left(study.get_trials(deepcopy=False), target):
         print(f"stopped after {done}/{target} trials. Resume with:\n  {resume_hint}", file=sys.stderr)
         return 130
     print(
@@ -242,12 +267,137 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
     return 0
 
 
-def _work_left(study: optuna.Study, target: int) -> bool:
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    target: int,
+    *,
+    catch: tuple[type[Exception], ...] = (),
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+    reconnect_timeout: float | None = None,
+) -> None:
+    """The worker loop: run trials until the search's ``target`` slots are taken and none is left over.
+
+    * One trial per ``optimize`` call, checking the budget before each: with several workers,
+      Optuna's MaxTrialsCallback only looks after a trial, so each worker would add one past the
+      budget (a half-filled extra generation); here a worker only starts a trial while slots are left.
+    * When no slot is left but other workers' trials still run (and the storage has a heartbeat), the
+      worker waits for them: if one's worker dies, its trial goes stale, is failed and retried here,
+      so the last worker standing finishes the search instead of leaving a dead trial behind.
+    * When the database connection is lost (the server restarted, the connection was cut), the
+      worker reconnects for up to ``reconnect_timeout`` seconds (default: the heartbeat grace
+      period, else 60 s); the trial that was cut off is failed and retried in its own slot through
+      the storage's stale-trial callback, as if its worker had died. Past the timeout it raises
+      :class:`NASError` with one line: every finished trial is stored, and the same command resumes.
+    """
+    storage = study._storage
+    heartbeat = is_heartbeat_enabled(storage)
+    poll = float(min(storage.get_heartbeat_interval() or 1, 5)) if heartbeat else 0.0
+    if reconnect_timeout is None:
+        grace = getattr(getattr(storage, "_backend", storage), "grace_period", None)
+        reconnect_timeout = float(grace) if heartbeat and grace else 60.0
+    current: dict[str, tuple[int, int]] = {}
+
+    def tracked(trial: optuna.Trial) -> Any:
+        current["trial"] = (trial._trial_id, trial.number)
+        return objective(trial)
+
+    told = False
+    while not should_stop():
+        try:
+            trials = study.get_trials(deepcopy=False)
+            if _work_left(trials, target):
+                current.clear()
+                study.optimize(tracked, n_trials=1, callbacks=list(callbacks), catch=catch)
+                continue
+            # a trial with parameters is in its objective, under Optuna's heartbeat thread: if its worker
+            # dies it goes stale. One without (its worker lost the database between creating it and
+            # starting the heartbeat) may never go stale, so it is not waited for
+            running = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+            if not heartbeat or not running:
+                return
+            if not told:
+                print(
+                    f"no slots left; waiting for trials {running} of other workers (a trial whose worker died is "
+                    "retried here after the grace period; Ctrl-C leaves them to the other workers)",
+                    file=sys.stderr,
+                )
+                told = True
+            time.sleep(poll)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        except Exception as e:
+            if _connection_error(e) is None:
+                raise
+            _recover(study, current.get("trial"), e, reconnect_timeout)
+
+
+def _connection_error(e: BaseException) -> BaseException | None:
+    """The lost-connection error behind ``e`` (Optuna wraps SQLAlchemy's errors), or None."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseException, timeout: float) -> None:
+    """Wait for the storage to answer again, then fail and retry the trial that was cut off."""
+    cause = _first_line(_connection_error(error) or error)
+    print(f"lost the connection to the storage ({cause}); reconnecting for up to {timeout:.0f} s", file=sys.stderr)
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # the cache would answer without asking the database
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if trial is None:
+                backend.get_study_system_attrs(study._study_id)  # a round trip: is it back?
+                return
+            trial_id, number = trial
+            state = backend.get_trial(trial_id).state
+            if state == optuna.trial.TrialState.RUNNING:
+                try:
+                    if not storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
+                        return
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    return  # another worker failed it as stale, and retries it
+                state = optuna.trial.TrialState.FAIL
+            if state != optuna.trial.TrialState.FAIL:
+                return
+            retried = any(
+                number in t.system_attrs.get("retry_history", ()) for t in backend.get_all_trials(study._study_id)
+            )
+            callback = storage.get_heartbeat_stale_trial_callback() if is_heartbeat_enabled(storage) else None
+            if not retried and callback is not None:
+                callback(study, backend.get_trial(trial_id))
+                print(f"reconnected; trial {number} is retried in its slot", file=sys.stderr)
+            return
+        except Exception as e:
+            if _connection_error(e) is None:
+                raise
+            if time.monotonic() >= deadline:
+                raise NASError(
+                    f"lost the connection to the storage for more than {timeout:.0f} s ({_first_line(e)}); every "
+                    "finished trial is stored: run the same command again once the database is back"
+                ) from e
+            time.sleep(1.0)
+
+
+def _work_left(trials: Sequence[optuna.trial.FrozenTrial], target: int) -> bool:
     """Whether a worker should start another trial: slots left, or a trial waiting (enqueued or a retry).
 
     Every trial that is not a retry takes one slot of the search (a failed one too: its genotype was
     tried); a retry re-takes the slot of the trial it replaces."""
-    trials = study.get_trials(deepcopy=False)
     if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
         return True
     return sum(1 for t in trials if RETRY_ATTR not in t.system_attrs) < target
@@ -505,6 +655,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"nas-sampler: error: {e}", file=sys.stderr)
+        return 1
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as e:
+        if args.debug:
+            traceback.print_exc()
+        lost = _connection_error(e)
+        what = (
+            f"lost the connection to the storage ({_first_line(lost)})"
+            if lost
+            else f"storage error: {_first_line(e.__cause__ or e)}"
+        )
+        print(f"nas-sampler: error: {what}; finished trials are stored: run the same command again", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nas-sampler: aborted", file=sys.stderr)

@@ -185,7 +185,7 @@ def score_all(
             is copied there; the given network is not moved.
         memory_budget: bytes the scoring may use; when one pass over the batch would need more (an
             estimate from a one-sample probe), the batch is split into chunks (fast mode only; the
-            result does not change). On CUDA an out-of-memory error retries with half the chunk.
+            result does not change). An out-of-memory error retries with half the chunk.
             Default: 4 GiB on CPU, half the free memory on CUDA.
         seed: seeds torch's generators (restored afterwards) for anything random inside the network;
             None leaves them alone. The scores are deterministic either way on CPU; on CUDA, cuDNN is
@@ -485,9 +485,10 @@ def _run(
                 scores, reasons = _score(net, images, want, mode, chunk, params)
                 break
             except torch.OutOfMemoryError:
-                if dev.type != "cuda" or chunk == 1:
+                if chunk == 1:
                     raise
-                torch.cuda.empty_cache()
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
                 chunk = max(1, chunk // 2)
 
     if reasons:
