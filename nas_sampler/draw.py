@@ -62,4 +62,3 @@ def cell_svg(genotype: Genotype, title: str | None = None) -> str:
         out.append(f'<text x="{x_of(i)}" y="{base_y + 4}" text-anchor="middle">{name}</text>')
     out.append("</svg>")
     return "\n".join(out)
-
