@@ -76,7 +76,11 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
     else:  # a connection the server closed (restart, idle timeout) is replaced instead of failing a trial
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except sqlalchemy.exc.IntegrityError:  # another worker created the same new database's tables just now
+            time.sleep(0.5)
+            return optuna.storages.RDBStorage(url, **kwargs)
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/Optuna raise many kinds; the user needs one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NASError(

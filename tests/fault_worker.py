@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
-from nas_sampler.cli import run_trials
+from nas_sampler import cli
 from nas_sampler.genotype import Genotype
+from nas_sampler.presets import SearchConfig, config_from_dict
 from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
 from nas_sampler.space import CellSpace
 
@@ -73,15 +74,10 @@ def make_sampler(pop: int, off: int, seed: int, selector: ParetoSelector | None 
 
 
 def open_storage(url: str, grace: int) -> RDBStorage:
-    """Storage as the CLI opens it for a search, with a short heartbeat for the tests."""
-    engine_kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=1,
-        grace_period=grace,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-    )
+    """The storage exactly as ``nas-sampler search/worker`` opens it, with a 1 s heartbeat."""
+    raw = SearchConfig().to_dict()
+    raw["storage"].update(heartbeat_interval=1, grace_period=grace, max_retry=1)
+    return cli.open_storage(url, config_from_dict(raw, source="fault worker"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         time.sleep(args.sleep)
         return synthetic(g)
 
-    run_trials(study, objective, args.target)
+    cli.run_trials(study, objective, args.target)
 
 
 if __name__ == "__main__":
