@@ -134,6 +134,7 @@ def _apply_flags(cfg: SearchConfig, args: argparse.Namespace) -> SearchConfig:
         "seed": ("study", "seed"),
         "data": ("data", "name"),
         "batch_size": ("data", "batch_size"),
+        "download": ("data", "download"),
         "population": ("search", "population"),
         "offspring": ("search", "offspring"),
         "ntk_mode": ("search", "ntk_mode"),
@@ -172,7 +173,7 @@ def _check_same_search(stored: dict[str, Any], cfg: SearchConfig, study_name: st
         )
 
 
-def build_search(cfg: SearchConfig, artifact_dir: Path | None = None):
+def build_search(cfg: SearchConfig):
     """The (objective, sampler) pair of a configuration."""
     from nas_sampler.objective import TrainingFreeObjective
     from nas_sampler.sampler import GeneticCellSampler
@@ -189,7 +190,7 @@ def build_search(cfg: SearchConfig, artifact_dir: Path | None = None):
         ntk_mode=cfg.search.ntk_mode,
         extra_objectives=tuple(cfg.search.extra_objectives),
         strategy=cfg.data.strategy,
-        artifact_store=None if artifact_dir is None else _artifact_store(artifact_dir),
+        download=cfg.data.download,
     )
     tournament = None
     if cfg.tournament.every > 0:
@@ -222,9 +223,11 @@ def _artifact_store(artifact_dir: Path) -> optuna.artifacts.FileSystemArtifactSt
 
 
 def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
+    objective, sampler = build_search(cfg)  # data errors first, before anything is written
     storage = open_storage(cfg.study.storage, cfg)
-    artifact_dir = Path(cfg.storage.artifact_dir or default_artifact_dir(cfg.study.storage))
-    objective, sampler = build_search(cfg, artifact_dir)
+    objective.artifact_store = _artifact_store(
+        Path(cfg.storage.artifact_dir or default_artifact_dir(cfg.study.storage))
+    )
     if create:
         study = optuna.create_study(
             storage=storage,
@@ -573,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--space", choices=["cell", "nb201"], help="search space (default cell)")
     s.add_argument("--data", help="'builtin' (offline default), a torchvision name (cifar10, ...) or an image folder")
     s.add_argument("--batch-size", type=int, help="images in the scoring batch (default 64)")
+    s.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="download a named torchvision data set into $NAS_SAMPLER_DATA (needs internet)",
+    )
     s.add_argument("--population", type=int, help="population size (default 10)")
     s.add_argument("--offspring", type=int, help="children per generation (default: the population size)")
     budget = s.add_mutually_exclusive_group()

@@ -252,8 +252,9 @@ def _load_torchvision(
                 f"online (download=True) and copy them here, {alternatives}"
             ) from e
         raise DataError(
-            f"{which} is not in root={str(root_path)!r} ({e}). Pass download=True to download it there "
-            f"(needs internet), root= the folder that already holds it, {alternatives}"
+            f"{which} is not in root={str(root_path)!r} ({e}). Pass download=True (nas-sampler: --download) to "
+            f"download it there (needs internet), root= (nas-sampler: $NAS_SAMPLER_DATA) the folder that already "
+            f"holds it, {alternatives}"
         ) from e
 
 

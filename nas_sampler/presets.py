@@ -35,6 +35,7 @@ class DataSettings:
     name: str = "builtin"
     batch_size: int = 64
     strategy: str = "random"
+    download: bool = False
 
 
 @dataclass
@@ -148,6 +149,7 @@ def _coerce(section: str, key: str, value: Any, f: dataclasses.Field) -> Any:
     expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     ok = {
         "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),
         "int | None": value is None or (isinstance(value, int) and not isinstance(value, bool)),
         "str | None": value is None or isinstance(value, str),
