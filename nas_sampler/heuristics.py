@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, NASError
 
 __all__ = [
@@ -421,18 +422,6 @@ def _scoring_state(net: nn.Module, device: torch.device, seed: int | None) -> It
             m.training = t
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"device={device!r} is not a device: pass 'auto', 'cpu' or 'cuda[:n]'") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but CUDA is not available here: pass device='auto' or 'cpu'")
-    return dev
-
-
 def _check_args(net: Any, images: Any, mode: str, memory_budget: Any, on_degenerate: str) -> None:
     if not isinstance(net, nn.Module):
         raise ConfigError(f"net must be a torch.nn.Module, got {type(net).__name__}")
@@ -464,7 +453,7 @@ def _run(
     on_degenerate: str,
 ) -> dict[str, float]:
     _check_args(net, images, mode, memory_budget, on_degenerate)
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     p0 = next(iter(net.parameters()), None)
     if p0 is not None and p0.device != dev:
         net = copy.deepcopy(net).to(dev)

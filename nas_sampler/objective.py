@@ -48,6 +48,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from nas_sampler import data as _data
+from nas_sampler.device import resolve_device
 from nas_sampler.draw import cell_svg
 from nas_sampler.errors import ConfigError, SpaceMismatchError
 from nas_sampler.genotype import Genotype
@@ -71,19 +72,6 @@ class Scored:
     seconds: dict[str, float]
     net: nn.Module
     degenerate: dict[str, str] = field(default_factory=dict)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; anything else must be a valid torch device."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} asks for CUDA, which this machine lacks; use 'auto' or 'cpu'")
-    return dev
 
 
 def init_seed(seed: int, genotype: Genotype | str) -> int:

@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial
 from torch import nn
 from torch.utils.data import Dataset
 
+from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, DataError, GenotypeError
 from nas_sampler.genotype import Genotype
 from nas_sampler.space import GENOTYPE_ATTR, SearchSpace, recorded_space
@@ -57,23 +58,6 @@ DataLike = str | os.PathLike | Dataset | tuple[torch.Tensor, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- small helpers
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the GPU when one is present, else the CPU; anything else as torch reads it."""
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
-        raise ConfigError(f"device={device!r} is invalid: give 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ConfigError(f"device={device!r} is invalid ({e}): give 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} asks for a GPU but none is available; pass device='auto' or 'cpu'")
-    return dev
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

@@ -31,9 +31,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
+from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.phenotype import count_parameters
-from nas_sampler.tournament import _check_int, _check_positive_float, resolve_device
+from nas_sampler.tournament import _check_int, _check_positive_float
 
 logger = logging.getLogger(__name__)
 

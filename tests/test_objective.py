@@ -53,7 +53,7 @@ def test_names_directions_and_bad_options(space, tiny):
         objective(space, tiny, metrics=["accuracy"])
     with pytest.raises(ConfigError, match="ntk_mode='slow'"):
         objective(space, tiny, ntk_mode="slow")
-    with pytest.raises(ConfigError, match="device='gpu0' is not a torch device"):
+    with pytest.raises(ConfigError, match="device='gpu0' is invalid"):
         objective(space, tiny, device="gpu0")
 
 
