@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import shlex
@@ -16,18 +17,19 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import RETRY_ATTR, SearchProgress, finished_trials
 
+_log = logging.getLogger(__name__)
 CONFIG_ATTR = "nas_sampler:config"
 # settings that define a search: changing them on resume would mix two different searches
 _FIXED_KEYS = (
@@ -71,16 +73,22 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
                 max_retry=cfg.storage.max_retry
             ),
         }
-    if url.startswith("sqlite:///"):
-        _check_sqlite_file(Path(url[len("sqlite:///") :]))
-    else:  # a connection the server closed (restart, idle timeout) is replaced instead of failing a trial
+    sqlite_path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+    if sqlite_path is None:  # a connection the server closed (restart, idle timeout) is replaced, not fatal
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
-        try:
-            return optuna.storages.RDBStorage(url, **kwargs)
-        except sqlalchemy.exc.IntegrityError:  # another worker created the same new database's tables just now
-            time.sleep(0.5)
-            return optuna.storages.RDBStorage(url, **kwargs)
+        # workers starting together on a new database race to create its tables: on one machine
+        # (SQLite) a file lock orders them; on a server the loser retries once the winner is done
+        with _file_lock(sqlite_path) if sqlite_path is not None else contextlib.nullcontext():
+            if sqlite_path is not None:
+                _check_sqlite_file(sqlite_path)
+            try:
+                return optuna.storages.RDBStorage(url, **kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
+                time.sleep(1.0)
+                return optuna.storages.RDBStorage(url, **kwargs)
+    except NASError:
+        raise
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/Optuna raise many kinds; the user needs one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NASError(
@@ -286,9 +294,10 @@ def run_trials(
 ) -> None:
     """The worker loop: run trials until the search's ``target`` slots are taken and none is left over.
 
-    * One trial per ``optimize`` call, checking the budget before each: with several workers,
-      Optuna's MaxTrialsCallback only looks after a trial, so each worker would add one past the
-      budget (a half-filled extra generation); here a worker only starts a trial while slots are left.
+    * A worker takes a trial (a waiting retry, or a new one while slots are left) under a lock held
+      by every worker of the study, so however many workers race for the last slot, exactly
+      ``target`` slots are taken (Optuna's MaxTrialsCallback only looks after a trial: each worker
+      would add one past the budget, a half-filled extra generation).
     * When no slot is left but other workers' trials still run (and the storage has a heartbeat), the
       worker waits for them: if one's worker dies, its trial goes stale, is failed and retried here,
       so the last worker standing finishes the search instead of leaving a dead trial behind.
@@ -311,13 +320,13 @@ def run_trials(
         return objective(trial)
 
     told = False
+    lock = _BudgetLock(study)
     while not should_stop():
         try:
-            trials = study.get_trials(deepcopy=False)
-            if _work_left(trials, target):
-                current.clear()
-                study.optimize(tracked, n_trials=1, callbacks=list(callbacks), catch=catch)
+            current.clear()
+            if _run_one(study, tracked, target, lock, catch, callbacks):
                 continue
+            trials = study.get_trials(deepcopy=False)
             # a trial with parameters is in its objective, under Optuna's heartbeat thread: if its worker
             # dies it goes stale. One without (its worker lost the database between creating it and
             # starting the heartbeat) may never go stale, so it is not waited for
@@ -339,6 +348,98 @@ def run_trials(
             if _connection_error(e) is None:
                 raise
             _recover(study, current.get("trial"), e, reconnect_timeout)
+
+
+@contextlib.contextmanager
+def _file_lock(db: Path) -> Iterator[None]:
+    """An exclusive lock on ``<database>.nas-lock``, shared by every process on this machine."""
+    import fcntl
+
+    with open(str(db) + ".nas-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class _BudgetLock:
+    """Serialises the taking of trials among all workers of a study: a PostgreSQL advisory lock, a
+    file lock beside a SQLite database, else a lock of this process."""
+
+    def __init__(self, study: optuna.Study):
+        import threading
+
+        self._thread_lock = threading.Lock()
+        backend = getattr(study._storage, "_backend", study._storage)
+        self._engine = getattr(backend, "engine", None)
+        self._dialect = self._engine.dialect.name if self._engine is not None else ""
+        self._key = int.from_bytes(hashlib.sha256(f"nas_sampler:{study._study_id}".encode()).digest()[:8], "big")
+        self._key -= 2**63  # PostgreSQL's bigint is signed
+        self._path: str | None = None
+        if self._dialect == "sqlite":
+            db = self._engine.url.database
+            if db and db != ":memory:":
+                self._path = db
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._dialect == "postgresql":
+                with self._engine.connect() as conn:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+                    try:
+                        yield
+                    finally:
+                        conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+                        conn.commit()
+            elif self._path is not None:
+                with _file_lock(Path(self._path)):
+                    yield
+            else:
+                yield
+
+
+def _run_one(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    target: int,
+    lock: _BudgetLock,
+    catch: tuple[type[Exception], ...],
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+) -> bool:
+    """Take one trial (a waiting one, or a new one while slots are left) and run it, as Optuna's
+    ``optimize`` does for one trial; False when there was nothing to take."""
+    storage = study._storage
+    if is_heartbeat_enabled(storage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    with lock():
+        if not _work_left(study.get_trials(deepcopy=False), target):
+            return False
+        with warnings.catch_warnings():  # Optuna warns that heartbeat is meant for optimize; we run it as it does
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()  # a waiting trial if there is one, else a new one: decided under the lock
+    state, values, error = None, None, None
+    with get_heartbeat_thread(trial._trial_id, storage):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned as e:
+            state, error = optuna.trial.TrialState.PRUNED, e
+        except (Exception, KeyboardInterrupt) as e:
+            state, error = optuna.trial.TrialState.FAIL, e
+    if state is None:
+        frozen = study.tell(trial, values, skip_if_finished=True)
+    else:
+        frozen = study.tell(trial, state=state, skip_if_finished=True)
+        if state == optuna.trial.TrialState.FAIL:
+            _log.warning("trial %d failed: %r", trial.number, error)
+    for callback in callbacks:
+        callback(study, frozen)
+    if error is not None and state == optuna.trial.TrialState.FAIL and not isinstance(error, catch):
+        raise error
+    return True
 
 
 def _connection_error(e: BaseException) -> BaseException | None:
