@@ -380,12 +380,13 @@ def scoring_batch(
     if strategy == "random":
         rng = np.random.default_rng([int(seed), 0])
         idx = rng.choice(n, size=batch_size, replace=False)
-        images, labels = _decode(dataset, idx)
+        images, labels = decode(dataset, idx)
         return _stack(images), torch.as_tensor(labels, dtype=torch.long)
     return _class_focused(dataset, batch_size, int(seed), focus_class)
 
 
-def _decode(dataset: Dataset, indices: np.ndarray | list[int]) -> tuple[list[torch.Tensor], list[int]]:
+def decode(dataset: Dataset, indices: np.ndarray | list[int]) -> tuple[list[torch.Tensor], list[int]]:
+    """The images and labels at ``indices`` (only those are decoded); images must be tensors."""
     images, labels = [], []
     for i in indices:
         img, label = dataset[int(i)]
@@ -424,7 +425,7 @@ def _class_focused(
     else:  # labels unknown: a random pool, decoded to learn its labels
         scan = rng.permutation(n)
         pool_idx = scan[: 8 * batch_size].astype(np.int64)
-    imgs, labs = _decode(dataset, pool_idx)
+    imgs, labs = decode(dataset, pool_idx)
     pool = _stack(imgs)
     pool_lab = np.asarray(labs, dtype=np.int64)
     feats = F.adaptive_avg_pool2d(pool, 8).flatten(1).double()
@@ -438,10 +439,10 @@ def _class_focused(
     if len(chosen) < n_focus and labels_all is not None:
         rest = np.setdiff1d(np.flatnonzero(labels_all == focus), in_pool)
         chosen += list(np.random.default_rng([seed, 2]).permutation(rest)[: n_focus - len(chosen)])
-        focus_imgs, _ = _decode(dataset, chosen[len(in_pool[:n_focus]) :])
+        focus_imgs, _ = decode(dataset, chosen[len(in_pool[:n_focus]) :])
     elif len(chosen) < n_focus:  # labels unknown: read on through the seeded order, at most 32 batches
         for i in scan[len(pool_idx) : 32 * batch_size]:
-            img, lab = _decode(dataset, [i])
+            img, lab = decode(dataset, [i])
             if lab[0] == focus:
                 chosen.append(int(i))
                 focus_imgs += img
@@ -460,7 +461,7 @@ def _class_focused(
     if len(images) < batch_size:  # a tiny data set: fill with images not yet chosen
         used = set(int(i) for i in chosen) | set(int(i) for i in pool_idx[order])
         fill = [i for i in np.random.default_rng([seed, 3]).permutation(n) if int(i) not in used]
-        more, more_lab = _decode(dataset, fill[: batch_size - len(images)])
+        more, more_lab = decode(dataset, fill[: batch_size - len(images)])
         images = torch.cat([images, _stack(more)])
         labels = torch.cat([labels, torch.as_tensor(more_lab, dtype=torch.long)])
     return images, labels

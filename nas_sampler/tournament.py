@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial
 from torch import nn
 from torch.utils.data import Dataset
 
+from nas_sampler.data import decode
 from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, DataError, GenotypeError
 from nas_sampler.genotype import Genotype
@@ -131,16 +132,7 @@ class _BatchSource:
         if self.tensors is not None:
             t = torch.as_tensor(idx, dtype=torch.long)
             return self.tensors[0][t], self.tensors[1][t]
-        images, labels = [], []
-        for i in idx:
-            img, label = self.dataset[int(i)]  # type: ignore[index]
-            if not isinstance(img, torch.Tensor):
-                raise DataError(
-                    f"the data set returns {type(img).__name__} images, not tensors; give it a transform that "
-                    "ends with ToTensor (e.g. nas_sampler.data.default_transform())"
-                )
-            images.append(img)
-            labels.append(int(label))
+        images, labels = decode(self.dataset, idx)
         return torch.stack(images).float(), torch.as_tensor(labels, dtype=torch.long)
 
 
