@@ -85,6 +85,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma-separated, from {', '.join(SAMPLERS)}")
     p.add_argument("--seeds", type=int, default=5, help="seeds per sampler (default 5)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
     p.add_argument("--budget", type=int, default=300, help="architectures scored per search (default 300)")
     p.add_argument("--batch-size", type=int, default=64, help="CIFAR-10 scoring batch (default 64)")
     p.add_argument("--population", type=int, default=20, help="population of the genetic samplers (default 20)")
@@ -111,7 +112,7 @@ def main() -> None:
     )
     space = NB201Space(cells_per_stage=args.cells_per_stage)
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         objective = TrainingFreeObjective(
             space, data=str(args.data), batch_size=args.batch_size, seed=seed, device="cpu", extra_objectives=extra
         )
