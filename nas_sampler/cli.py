@@ -27,7 +27,8 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
-from nas_sampler.progress import RETRY_ATTR, SearchProgress, finished_trials
+from nas_sampler.progress import SearchProgress, finished_trials
+from nas_sampler.sampler import RETRY_ATTR
 
 _log = logging.getLogger(__name__)
 CONFIG_ATTR = "nas_sampler:config"

@@ -30,6 +30,7 @@ from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sum_order
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
+from nas_sampler.sampler import constraint_violations
 from nas_sampler.space import GENOTYPE_ATTR, NB201Space, SearchSpace, recorded_space, space_from_definition
 
 FORMAT = "nas-sampler-final/1"
@@ -54,10 +55,6 @@ def _load_study(study: optuna.Study | str, storage: str | None) -> optuna.Study:
 def _genotype_text(space: SearchSpace, t: FrozenTrial) -> str:
     text = t.user_attrs.get(GENOTYPE_ATTR)
     return str(space.parse(text) if text is not None else space.from_params(t.params))
-
-
-def _violation(t: FrozenTrial) -> float:
-    return sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else float("inf")
 
 
 def choose_trials(
@@ -92,7 +89,7 @@ def choose_trials(
         ordered = [by_number[n] for n in records[max(records)]["survivors"] if n in by_number]
     else:
         values = [t.values for t in done]
-        violations = [_violation(t) for t in done] if any(t.constraints for t in done) else None
+        violations = constraint_violations(done)
         order_in = rank_sum_order if rule == "rank_sum" else crowding_order
         ordered = []
         for front in non_dominated_sort(values, study.directions, violations):

@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 from tqdm.auto import tqdm
 
-RETRY_ATTR = "failed_trial"  # Optuna's stale-trial retry marks the new trial with the dead one's number
+from nas_sampler.sampler import RETRY_ATTR
 
 
 def finished_trials(study: optuna.Study) -> int:

@@ -66,7 +66,7 @@ from nas_sampler.space import GENOTYPE_ATTR, CellSpace, SearchSpace, recorded_sp
 
 _log = logging.getLogger(__name__)
 
-_RETRY_KEY = "failed_trial"  # set by optuna.storages.RetryHeartbeatStaleTrialCallback on a retried trial
+RETRY_ATTR = "failed_trial"  # set by optuna.storages.RetryHeartbeatStaleTrialCallback on a retried trial
 _FIXED_KEY = "fixed_params"  # set by study.enqueue_trial
 
 
@@ -111,22 +111,19 @@ class ParetoSelector:
         if not candidates:
             return []
         values = np.array([t.values for t in candidates], dtype=float)
-        violations = None
-        if any(t.constraints for t in candidates):
-            # a trial that reports no constraints while others do is treated as infeasible
-            violations = np.array(
-                [
-                    sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else np.inf
-                    for t in candidates
-                ]
-            )
+        violations = constraint_violations(candidates)
         chosen = select_survivors(values, study.directions, n_survivors, self.reduction, violations)
         return [candidates[i] for i in chosen]
 
 
-def _violation(t: FrozenTrial) -> float:
-    """Sum of positive constraint values; a trial reporting none (while others do) is infeasible."""
-    return sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else float("inf")
+def constraint_violations(trials: Sequence[FrozenTrial]) -> np.ndarray | None:
+    """Per trial, the sum of its positive constraint values (for constrained domination); None when no
+    trial reports constraints. A trial that reports none while others do is treated as infeasible."""
+    if not any(t.constraints for t in trials):
+        return None
+    return np.array(
+        [sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else np.inf for t in trials]
+    )
 
 
 @dataclass
@@ -349,11 +346,11 @@ class GeneticCellSampler(BaseGASampler):
         """Give trial ``t`` (the next unindexed number) its slot; decided by attributes set at creation."""
         attrs = t.system_attrs
         tag = attrs.get(self._slot_key())
-        if _RETRY_KEY in attrs or (tag is not None and tag.get("n") != t.number):
+        if RETRY_ATTR in attrs or (tag is not None and tag.get("n") != t.number):
             if tag is not None:
                 slot = (int(tag["g"]), int(tag["s"]))
             else:
-                original = int(attrs[_RETRY_KEY])
+                original = int(attrs[RETRY_ATTR])
                 slot = ctx.slots[original] if 0 <= original < len(ctx.slots) else self._slot_of_consumer(0)
         else:
             slot = self._slot_of_consumer(ctx.consumers)
@@ -448,7 +445,7 @@ class GeneticCellSampler(BaseGASampler):
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         """Tag trials that never asked the sampler (enqueued ones), so every trial shows its slot."""
-        if self._slot_key() in trial.system_attrs or _RETRY_KEY in trial.system_attrs:
+        if self._slot_key() in trial.system_attrs or RETRY_ATTR in trial.system_attrs:
             return
         g, s = self.slot_of(study, trial)
         study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), {"g": g, "s": s, "n": trial.number})
