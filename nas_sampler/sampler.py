@@ -466,8 +466,10 @@ class GeneticCellSampler(BaseGASampler):
         self._contexts_lock = threading.Lock()
 
     # ---- generations ---------------------------------------------------------------------------
-    def _genotype_of(self, ctx: _StudyContext, t: FrozenTrial) -> str | None:
-        """The genotype string a trial evaluated (its user attribute, else its parameters)."""
+    def _genotype_of(self, ctx: _StudyContext, t: FrozenTrial, trials: Sequence[FrozenTrial] = ()) -> str | None:
+        """The genotype string a trial evaluated (its user attribute, else its parameters). A retry not
+        yet started holds the genotype of the trial it retries (same slot, same child), so a later
+        generation does not propose it again while the retry waits to run."""
         cached = ctx.genotypes.get(t.number)
         if cached is not None:
             return cached
@@ -480,6 +482,9 @@ class GeneticCellSampler(BaseGASampler):
                 result = str(ctx.space.from_params(t.params))
         except GenotypeError:
             result = None
+        original = t.system_attrs.get(RETRY_ATTR)
+        if result is None and original is not None and 0 <= int(original) < len(trials):
+            return self._genotype_of(ctx, trials[int(original)], trials)
         if result is not None and t.state.is_finished():
             ctx.genotypes[t.number] = result
         return result
@@ -634,7 +639,7 @@ class GeneticCellSampler(BaseGASampler):
                 ctx.pending.pop(n, None)
                 return
             if counted is None:
-                counted = self._genotype_of(ctx, t)
+                counted = self._genotype_of(ctx, t, trials)
                 if counted is not None:
                     ctx.known[counted] += 1
             if t.state.is_finished():
@@ -647,7 +652,7 @@ class GeneticCellSampler(BaseGASampler):
             for k in range(g):
                 for n in ctx.members.get(k, []):
                     if n < len(trials) and trials[n].state != TrialState.FAIL:
-                        text = self._genotype_of(ctx, trials[n])
+                        text = self._genotype_of(ctx, trials[n], trials)
                         if text is not None:
                             known[text] += 1
             return known
