@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from scipy.stats import kendalltau, rankdata
+from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
 
 from nas_sampler import DartsTournament, GeneticCellSampler, NB201Space, TrainingFreeObjective  # noqa: E402
+from nas_sampler.evolution import rank_sums  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
 
 SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
@@ -48,11 +49,6 @@ def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.sam
     raise SystemExit(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 
-def rank_sum(values: np.ndarray) -> np.ndarray:
-    """Sum over objectives of each trial's rank (all minimised): the final ranking, lower is better."""
-    return np.sum([rankdata(values[:, k]) for k in range(values.shape[1])], axis=0)
-
-
 def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth: dict[str, float]) -> dict:
     study = optuna.create_study(
         directions=objective.directions, sampler=make_sampler(name, seed, args.population, str(args.data))
@@ -63,8 +59,10 @@ def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth:
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     (pick,) = choose_trials(study, n_cells=1)
     accs = np.array([truth[t.user_attrs["genotype"]] for t in trials])
-    tau = float(kendalltau(-rank_sum(np.array([t.values for t in trials])), accs).statistic)
+    # the final ranking: the sum of per-objective ranks (choose_trials' order), best = lowest
+    tau = float(kendalltau(-rank_sums([t.values for t in trials], study.directions), accs).statistic)
     seen = [truth.get(t.user_attrs.get("genotype", ""), np.nan) for t in study.trials]
+    tenth = max(1, len(accs) // 10)
     return {
         "sampler": name,
         "seed": seed,
@@ -77,7 +75,10 @@ def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth:
         "cpu_minutes": cpu / 60,
         "wall_minutes": wall / 60,
         "kendall_tau": tau,
+        "mean_acc_first_tenth": float(np.mean(accs[:tenth])),  # where the search starts ...
+        "mean_acc_last_tenth": float(np.mean(accs[-tenth:])),  # ... and where its population has moved
         "best_so_far": np.fmax.accumulate(np.nan_to_num(np.array(seen, dtype=float), nan=0.0)).tolist(),
+        "trials": [[t.number, t.user_attrs["genotype"], list(t.values)] for t in trials],  # to re-rank offline
     }
 
 
@@ -89,7 +90,12 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=300, help="architectures scored per search (default 300)")
     p.add_argument("--batch-size", type=int, default=64, help="CIFAR-10 scoring batch (default 64)")
     p.add_argument("--population", type=int, default=20, help="population of the genetic samplers (default 20)")
-    p.add_argument("--extra", default="params", help="extra objectives beside the three scores ('' for none)")
+    p.add_argument(
+        "--extra",
+        default="params:maximize",
+        help="extra objectives beside the three scores, comma-separated ('' for none; default params:maximize, "
+        "the parameter count as a fourth accuracy proxy)",
+    )
     p.add_argument("--cells-per-stage", type=int, default=5, help="NB201 skeleton depth (5 = the benchmark's)")
     p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")
     p.add_argument("--csv", type=Path, default=NB201_CSV, help="NAS-Bench-201 CIFAR-10 accuracies")
@@ -121,7 +127,8 @@ def main() -> None:
             runs.append(r)
             print(
                 f"  {name:14s} seed {seed}: chose {r['accuracy']:.2f} % (front best {r['best_on_front']:.2f}), "
-                f"tau {r['kendall_tau']:.3f}, {r['archs_scored']} archs, {r['cpu_minutes']:.1f} CPU-min",
+                f"tau {r['kendall_tau']:.3f}, {r['archs_scored']} archs, {r['cpu_minutes']:.1f} CPU-min; mean true "
+                f"accuracy, first/last tenth scored: {r['mean_acc_first_tenth']:.2f}/{r['mean_acc_last_tenth']:.2f}",
                 flush=True,
             )
     summary = {}

@@ -574,14 +574,19 @@ def non_dominated_sort(
     return fronts
 
 
+def rank_sums(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
+    """Each individual's sum over objectives of its rank (0 = best; ties share the lower rank)."""
+    v = _orient(values, directions)
+    return (v[None, :, :] < v[:, None, :]).sum(1).sum(1)  # [i, k]: how many are strictly better than i in k
+
+
 def rank_sum_order(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> list[int]:
     """The original's order within a front: the best individual of each objective first (in objective
     order), then the rest by the sum of per-objective ranks (rank 0 = best, ties share the lower rank),
     ties broken by position."""
     v = _orient(values, directions)
     n, m = v.shape
-    ranks = (v[None, :, :] < v[:, None, :]).sum(1)  # ranks[i, k] = how many are strictly better in k
-    score = ranks.sum(1)
+    score = rank_sums(values, directions)
     order: list[int] = []
     for k in range(m):
         best = min(range(n), key=lambda i: (v[i, k], score[i], i))

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from nas_sampler.errors import ConfigError, DataError
-from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sum_order
+from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
 from nas_sampler.sampler import constraint_violations
@@ -62,9 +62,11 @@ def choose_trials(
 ) -> list[FrozenTrial]:
     """``n_cells`` completed trials with distinct genotypes, best first, by ``rule``.
 
-    * ``rank_sum`` (default, the original's): the first Pareto front, the best trial of each objective
-      first, then the others by the sum of their per-objective ranks; when the front holds fewer than
-      ``n_cells`` distinct genotypes, the next fronts follow in the same order.
+    * ``rank_sum`` (default): the first Pareto front ordered by the sum of each trial's per-objective
+      ranks among all completed trials (the most balanced first: no single training-free score is a
+      reliable accuracy predictor, their agreement is); when the front holds fewer than ``n_cells``
+      distinct genotypes, the next fronts follow in the same order. (Survival keeps the best of each
+      objective first, for diversity; a final choice should not pick an extreme.)
     * ``crowding``: the same fronts, each ordered by NSGA-II crowding distance (most isolated first).
     * ``tournament``: the survivors of the study's latest DARTS tournament (group winners first).
     """
@@ -90,10 +92,13 @@ def choose_trials(
     else:
         values = [t.values for t in done]
         violations = constraint_violations(done)
-        order_in = rank_sum_order if rule == "rank_sum" else crowding_order
         ordered = []
+        score = rank_sums(values, study.directions)
         for front in non_dominated_sort(values, study.directions, violations):
-            ordered += [done[front[i]] for i in order_in([values[j] for j in front], study.directions)]
+            if rule == "rank_sum":
+                ordered += [done[i] for i in sorted(front, key=lambda i: (score[i], i))]
+            else:
+                ordered += [done[front[i]] for i in crowding_order([values[j] for j in front], study.directions)]
     chosen: list[FrozenTrial] = []
     seen: set[str] = set()
     for t in ordered:

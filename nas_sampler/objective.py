@@ -13,6 +13,11 @@ What the study holds, so a resumed run or another worker scores the same way:
   comparable, and silently switching to the recorded batch would hide that the command changed.
 * the metric names (``study.set_metric_names``), set once, so optuna-dashboard labels its axes.
 
+The three heuristics are minimised. An extra objective is minimised too unless it says
+``":maximize"``: ``"params"`` asks for small networks (size against quality), ``"params:maximize"``
+uses the parameter count as one more accuracy proxy (in NAS-Bench-201 the larger cell is usually the
+better one: Kendall tau about 0.6, as strong as each heuristic).
+
 Each trial records the user attributes ``genotype``, ``params`` (parameter count), ``seconds``
 (``build``, ``heuristics``, each extra objective, ``total``), ``device`` and, for a degenerate
 network, ``degenerate`` (which score is undefined and why) and ``fail_reason``.
@@ -57,7 +62,9 @@ from nas_sampler.space import SearchSpace
 
 HEURISTIC_METRICS = ("ntk_cond", "activation", "jacobian")
 BUILTIN_EXTRAS = ("params", "flops")
-ExtraObjective = str | tuple[str, Callable[[nn.Module, Genotype], float]]
+DIRECTIONS = ("minimize", "maximize")
+ExtraFn = Callable[[nn.Module, Genotype], float]
+ExtraObjective = str | tuple[str, ExtraFn] | tuple[str, ExtraFn, str]
 
 _log = optuna.logging.get_logger(__name__)
 
@@ -72,6 +79,18 @@ class Scored:
     seconds: dict[str, float]
     net: nn.Module
     degenerate: dict[str, str] = field(default_factory=dict)
+
+
+def parse_extra(spec: str) -> tuple[str, str]:
+    """``"params"`` -> ``("params", "minimize")``; ``"flops:maximize"`` -> ``("flops", "maximize")``."""
+    name, _, direction = spec.partition(":")
+    direction = direction or "minimize"
+    if name not in BUILTIN_EXTRAS or direction not in DIRECTIONS:
+        raise ConfigError(
+            f"extra objective {spec!r} is unknown; built in: {', '.join(BUILTIN_EXTRAS)}, each optionally followed "
+            "by ':minimize' (default) or ':maximize' (e.g. 'params:maximize'); or pass (name, fn) in Python"
+        )
+    return name, direction
 
 
 def init_seed(seed: int, genotype: Genotype | str) -> int:
@@ -91,8 +110,9 @@ class TrainingFreeObjective:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         ntk_mode: ``"fast"`` or ``"exact"`` (see :func:`nas_sampler.heuristics.ntk_condition_number`).
         metrics: which of the three heuristics are objectives (all three by default).
-        extra_objectives: more minimised values: ``"params"``, ``"flops"``, or ``(name, fn)`` with
-            ``fn(net, genotype) -> float``.
+        extra_objectives: more values: ``"params"``, ``"flops"`` (minimised; ``"params:maximize"``,
+            ``"flops:maximize"`` to reward capacity instead), or ``(name, fn)`` / ``(name, fn, direction)``
+            with ``fn(net, genotype) -> float``.
         memory_budget: passed to ``score_all`` (chunks large networks instead of running out of memory).
         on_degenerate: ``"fail"`` (default) or ``"worst"``: what a degenerate network's trial does (above).
         root, download, transform: passed to :func:`nas_sampler.data.load_dataset`.
@@ -172,33 +192,36 @@ class TrainingFreeObjective:
     # ---- what the study sees -------------------------------------------------------------------
     @property
     def metric_names(self) -> list[str]:
-        return [*self.metrics, *(name for name, _ in self._extras)]
+        return [*self.metrics, *(name for name, _, _ in self._extras)]
 
     @property
     def directions(self) -> list[str]:
-        """All ``"minimize"``: pass to ``optuna.create_study(directions=...)``."""
-        return ["minimize"] * len(self.metric_names)
+        """``"minimize"`` for the heuristics, each extra objective's own direction after them: pass
+        to ``optuna.create_study(directions=...)``."""
+        return ["minimize"] * len(self.metrics) + [d for _, _, d in self._extras]
 
-    def _check_extras(self, extras: Sequence[ExtraObjective]) -> list[tuple[str, Callable[..., float]]]:
+    def _check_extras(self, extras: Sequence[ExtraObjective]) -> list[tuple[str, ExtraFn, str]]:
         if isinstance(extras, str):
             extras = [extras]
-        out: list[tuple[str, Callable[..., float]]] = []
+        out: list[tuple[str, ExtraFn, str]] = []
         for item in extras:
             if isinstance(item, str):
-                if item not in BUILTIN_EXTRAS:
-                    raise ConfigError(
-                        f"extra objective {item!r} is unknown; built in: {list(BUILTIN_EXTRAS)}, "
-                        "or give a (name, fn(net, genotype) -> float) pair"
-                    )
-                out.append((item, self._params if item == "params" else self._flops))
-            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and callable(item[1]):
-                out.append((item[0], item[1]))
+                name, direction = parse_extra(item)
+                out.append((name, self._params if name == "params" else self._flops, direction))
+            elif (
+                isinstance(item, tuple)
+                and len(item) in (2, 3)
+                and isinstance(item[0], str)
+                and callable(item[1])
+                and (len(item) == 2 or item[2] in DIRECTIONS)
+            ):
+                out.append((item[0], item[1], item[2] if len(item) == 3 else "minimize"))
             else:
                 raise ConfigError(
-                    f"extra objective {item!r} is invalid: give 'params', 'flops' or a (name, fn) pair "
-                    "with fn(net, genotype) -> float"
+                    f"extra objective {item!r} is invalid: give 'params', 'flops' (optionally with ':maximize'), or "
+                    "(name, fn) / (name, fn, 'minimize' | 'maximize') with fn(net, genotype) -> float"
                 )
-        names = [*self.metrics, *(n for n, _ in out)]
+        names = [*self.metrics, *(n for n, _, _ in out)]
         if len(set(names)) != len(names):
             raise ConfigError(f"objective names repeat: {names}; give every extra objective its own name")
         return out
@@ -213,13 +236,11 @@ class TrainingFreeObjective:
         """Check ``study`` against this objective and record the data spec and metric names there
         (done by the first trial anyway; call it to fail early)."""
         names = self.metric_names
-        if len(study.directions) != len(names) or any(
-            d != optuna.study.StudyDirection.MINIMIZE for d in study.directions
-        ):
-            got = [d.name.lower() for d in study.directions]
+        got = [d.name.lower() for d in study.directions]
+        if got != self.directions:
             raise ConfigError(
-                f"study {study.study_name!r} has directions {got}, this objective returns {len(names)} minimised "
-                f"values {names}; create it with optuna.create_study(directions=objective.directions)"
+                f"study {study.study_name!r} has directions {got}, this objective's values {names} need "
+                f"{self.directions}; create it with optuna.create_study(directions=objective.directions)"
             )
         existing = study.metric_names
         if existing is not None and list(existing) != names:
@@ -271,7 +292,7 @@ class TrainingFreeObjective:
             scores = e.scores
         seconds["heuristics"] = time.perf_counter() - t
         values = {m: float(scores[m]) for m in self.metrics}
-        for name, fn in self._extras:
+        for name, fn, _ in self._extras:
             t = time.perf_counter()
             values[name] = float(fn(net, genotype))
             seconds[name] = time.perf_counter() - t
@@ -303,7 +324,10 @@ class TrainingFreeObjective:
         if self.artifact_store is not None and isinstance(trial, optuna.Trial):
             self._upload_cell(trial, genotype)
         out = [result.values[m] for m in names]
-        bad = [f"{m}={v}" for m, v in zip(names, out, strict=True) if math.isnan(v) or v == -math.inf]
+        worst = {"minimize": -math.inf, "maximize": math.inf}  # "better than everything": cannot be ranked
+        bad = [
+            f"{m}={v}" for m, v, d in zip(names, out, self.directions, strict=True) if math.isnan(v) or v == worst[d]
+        ]
         if bad:
             return self._fail(trial, f"score {', '.join(bad)} of genotype '{genotype}' cannot be ranked", len(names))
         return out[0] if len(out) == 1 else tuple(out)

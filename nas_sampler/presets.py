@@ -122,9 +122,13 @@ class SearchConfig:
         for key, (v, allowed) in choices.items():
             if v not in allowed and not (key == "search.device" and str(v).startswith("cuda:")):
                 raise ConfigError(f"{key} = {v!r} is invalid: choose one of {', '.join(allowed)}")
+        from nas_sampler.objective import parse_extra
+
         for extra in self.search.extra_objectives:
-            if extra not in ("params", "flops"):
-                raise ConfigError(f"search.extra_objectives: unknown objective {extra!r}; built in: params, flops")
+            try:
+                parse_extra(extra)
+            except ConfigError as e:
+                raise ConfigError(f"search.extra_objectives: {e}") from None
         from nas_sampler.space import make_space
 
         space = dict(self.space)

@@ -42,12 +42,13 @@ def _random_genotypes(space, n: int, seed: int = 0) -> list[str]:
 def test_rank_sum_rule_orders_the_first_front_then_the_next() -> None:
     space = CellSpace(width=8)
     gens = _random_genotypes(space, 6)
-    # front 1: trials 0 (best in objective 0), 1, 2 (best in objective 1); trial 1 has the lowest rank sum
-    # among the rest. Front 2: trials 3, 4. Trial 5 is dominated by trial 4.
+    # front 1: trials 0, 1, 2; front 2: trials 3, 4; trial 5 is dominated by trial 4. Ranks among all six
+    # (0 = best): objective 0 -> 0 1 3 2 4 5, objective 1 -> 5 3 0 4 1 2; sums 5 4 3 6 5 7. The best of
+    # objective 0 (trial 0) is an extreme and comes last in its front.
     values = [(0.0, 10.0), (5.0, 5.0), (10.0, 0.0), (6.0, 6.0), (11.0, 1.0), (12.0, 2.0)]
     study = _study(space, values, gens)
-    assert [t.number for t in choose_trials(study, 3)] == [0, 2, 1]
-    assert [t.number for t in choose_trials(study, 5)] == [0, 2, 1, 3, 4]
+    assert [t.number for t in choose_trials(study, 3)] == [2, 1, 0]
+    assert [t.number for t in choose_trials(study, 5)] == [2, 1, 0, 4, 3]
     with pytest.raises(ConfigError, match="n_cells=7"):
         choose_trials(study, 7)
     with pytest.raises(ConfigError, match="rule='best'"):
@@ -59,12 +60,12 @@ def test_rank_sum_rule_orders_the_first_front_then_the_next() -> None:
 def test_export_and_rebuild_cell_space_exactly(tmp_path) -> None:
     space = CellSpace(width=8)
     gens = _random_genotypes(space, 4, seed=1)
-    study = _study(space, [(0.0, 3.0), (1.0, 2.0), (2.0, 1.0), (3.0, 0.0)], gens)
+    study = _study(space, [(0.0, 3.0), (1.0, 1.0), (2.0, 2.0), (3.0, 0.0)], gens)
     record = export_final(study, tmp_path / "final.json", n_cells=2, num_classes=7, in_channels=3, width=8)
     saved = json.loads((tmp_path / "final.json").read_text())
     assert (tmp_path / "final.pt").is_file()
-    assert saved["genotypes"] == [gens[0], gens[3]]  # the best of each objective come first
-    assert saved["trials"] == [0, 3] and saved["study_name"] == "final" and saved["rule"] == "rank_sum"
+    assert saved["genotypes"] == [gens[1], gens[0]]  # rank sums 2 and 3 (trial 3 ties at 3, later)
+    assert saved["trials"] == [1, 0] and saved["study_name"] == "final" and saved["rule"] == "rank_sum"
     assert saved["space"] == space.definition() and saved["network_options"] == {"width": 8}
 
     direct = space.final_network([space.parse(g) for g in saved["genotypes"]], num_classes=7, width=8)

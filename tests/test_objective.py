@@ -49,6 +49,8 @@ def test_names_directions_and_bad_options(space, tiny):
         objective(space, tiny, extra_objectives=["latency"])
     with pytest.raises(ConfigError, match="objective names repeat"):
         objective(space, tiny, extra_objectives=["params", ("params", lambda net, g: 0.0)])
+    with pytest.raises(ConfigError, match="'params:max' is unknown.*'params:maximize'"):
+        objective(space, tiny, extra_objectives=["params:max"])
     with pytest.raises(ConfigError, match="metrics=.*invalid"):
         objective(space, tiny, metrics=["accuracy"])
     with pytest.raises(ConfigError, match="ntk_mode='slow'"):
@@ -263,3 +265,21 @@ def test_out_of_memory_fails_one_trial_with_its_reason(space, tiny, monkeypatch)
     failed, ok = study.trials
     assert failed.state == optuna.trial.TrialState.FAIL and "OutOfMemoryError" in failed.user_attrs["fail_reason"]
     assert ok.state == optuna.trial.TrialState.COMPLETE and "fail_reason" not in ok.user_attrs
+
+
+def test_maximised_extra_objective_sets_its_direction(space, tiny):
+    obj = objective(space, tiny, extra_objectives=["params:maximize", ("depth", lambda net, g: 1.0, "maximize")])
+    assert obj.metric_names == ["ntk_cond", "activation", "jacobian", "params", "depth"]
+    assert obj.directions == ["minimize"] * 3 + ["maximize"] * 2
+    study = optuna.create_study(directions=obj.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(obj, n_trials=2)
+    assert [t.values[3] for t in study.trials] == [t.user_attrs["params"] for t in study.trials]
+    # a study created for the minimised count is refused, naming both
+    wrong = optuna.create_study(directions=["minimize"] * 5)
+    with pytest.raises(ConfigError, match="'maximize', 'maximize'"):
+        obj.prepare(wrong)
+    # +inf is "better than everything" for a maximised value: the trial fails instead
+    broken = objective(space, tiny, extra_objectives=[("broken", lambda net, g: float("inf"), "maximize")])
+    s2 = optuna.create_study(directions=broken.directions)
+    s2.optimize(broken, n_trials=1)
+    assert s2.trials[0].state == optuna.trial.TrialState.FAIL and "broken=inf" in s2.trials[0].user_attrs["fail_reason"]
