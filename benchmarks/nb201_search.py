@@ -89,6 +89,8 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
     p.add_argument("--budget", type=int, default=300, help="architectures scored per search (default 300)")
     p.add_argument("--batch-size", type=int, default=64, help="CIFAR-10 scoring batch (default 64)")
+    p.add_argument("--ntk-mode", default="exact", choices=["fast", "exact"], help="NTK mode (default exact)")
+    p.add_argument("--ntk-batch", type=int, default=16, help="images of the batch the NTK uses (default 16)")
     p.add_argument("--population", type=int, default=20, help="population of the genetic samplers (default 20)")
     p.add_argument(
         "--extra",
@@ -112,7 +114,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(
         f"NB201 search: samplers {names}, {args.seeds} seeds, budget {args.budget}, batch {args.batch_size}, "
-        f"objectives ntk_cond, activation, jacobian{''.join(', ' + e for e in extra)}, cells/stage "
+        f"objectives ntk_cond ({args.ntk_mode}, {min(args.ntk_batch, args.batch_size)} images), activation, "
+        f"jacobian{''.join(', ' + e for e in extra)}, cells/stage "
         f"{args.cells_per_stage}",
         flush=True,
     )
@@ -120,7 +123,14 @@ def main() -> None:
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         objective = TrainingFreeObjective(
-            space, data=str(args.data), batch_size=args.batch_size, seed=seed, device="cpu", extra_objectives=extra
+            space,
+            data=str(args.data),
+            batch_size=args.batch_size,
+            seed=seed,
+            device="cpu",
+            extra_objectives=extra,
+            ntk_mode=args.ntk_mode,
+            ntk_batch=args.ntk_batch if args.ntk_batch < args.batch_size else None,
         )
         for name in names:
             r = run_one(name, seed, objective, args, truth)

@@ -175,6 +175,7 @@ def score_all(
     memory_budget: int | None = None,
     seed: int | None = 0,
     on_degenerate: str = "raise",
+    ntk_batch: int | None = None,
 ) -> dict[str, float]:
     """``{"ntk_cond", "activation", "jacobian"}`` of ``net`` on ``images``, all lower-is-better, equal to
     the individual functions, computed together: one forward pass (ReLU codes, layer inputs), one
@@ -193,7 +194,19 @@ def score_all(
             made deterministic for the call.
         on_degenerate: ``"raise"`` (default) raises :class:`HeuristicError` with the reasons;
             ``"worst"`` returns :data:`WORST_SCORE` for each undefined score.
+        ntk_batch: the NTK on the first ``ntk_batch`` images only (None: all). The exact mode costs one
+            backward pass per image, so it is usually run on fewer images than the other two scores
+            (TE-NAS used 32); the fast mode then needs a pass of its own.
     """
+    B = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None
+    if ntk_batch is not None:
+        if not isinstance(ntk_batch, int) or isinstance(ntk_batch, bool) or ntk_batch < 2:
+            raise ConfigError(f"ntk_batch={ntk_batch!r} is invalid: give an integer >= 2 (images for the NTK), or None")
+        if B is not None and ntk_batch < B:
+            args = (device, memory_budget, seed)
+            scores, reasons = _run_raw(net, images, ("activation", "jacobian"), "fast", *args)
+            ntk, ntk_reasons = _run_raw(net, images[:ntk_batch], ("ntk_cond",), ntk_mode, *args)
+            return _verdict({"ntk_cond": ntk["ntk_cond"], **scores}, {**ntk_reasons, **reasons}, on_degenerate)
     return _run(net, images, SCORE_NAMES, ntk_mode, device, memory_budget, seed, on_degenerate)
 
 
@@ -453,6 +466,29 @@ def _run(
     on_degenerate: str,
 ) -> dict[str, float]:
     _check_args(net, images, mode, memory_budget, on_degenerate)
+    return _verdict(*_run_raw(net, images, want, mode, device, memory_budget, seed), on_degenerate)
+
+
+def _verdict(scores: dict[str, float], reasons: dict[str, str], on_degenerate: str) -> dict[str, float]:
+    """The scores, or for undefined ones :class:`HeuristicError` / WORST_SCORE by ``on_degenerate``."""
+    if reasons:
+        full = {k: (WORST_SCORE if k in reasons else v) for k, v in scores.items()}
+        if on_degenerate == "raise":
+            raise HeuristicError(reasons, full)
+        return full
+    return scores
+
+
+def _run_raw(
+    net: nn.Module,
+    images: torch.Tensor,
+    want: tuple[str, ...],
+    mode: str,
+    device: str | torch.device,
+    memory_budget: int | None,
+    seed: int | None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    _check_args(net, images, mode, memory_budget, "raise")
     dev = resolve_device(device)
     p0 = next(iter(net.parameters()), None)
     if p0 is not None and p0.device != dev:
@@ -479,13 +515,7 @@ def _run(
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 chunk = max(1, chunk // 2)
-
-    if reasons:
-        full = {k: (WORST_SCORE if k in reasons else v) for k, v in scores.items()}
-        if on_degenerate == "raise":
-            raise HeuristicError(reasons, full)
-        return full
-    return scores
+    return scores, reasons
 
 
 def _probe_bytes(net: nn.Module, one: torch.Tensor) -> int:

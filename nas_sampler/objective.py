@@ -109,6 +109,8 @@ class TrainingFreeObjective:
             (:func:`nas_sampler.data.scoring_batch`); ``seed`` also seeds weight initialisation.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         ntk_mode: ``"fast"`` or ``"exact"`` (see :func:`nas_sampler.heuristics.ntk_condition_number`).
+        ntk_batch: the NTK on the first ``ntk_batch`` images of the batch (None: all of them); the exact
+            mode costs one backward pass per image (``studies/nb201-cifar10.toml``: exact on 16).
         metrics: which of the three heuristics are objectives (all three by default).
         extra_objectives: more values: ``"params"``, ``"flops"`` (minimised; ``"params:maximize"``,
             ``"flops:maximize"`` to reward capacity instead), or ``(name, fn)`` / ``(name, fn, direction)``
@@ -132,6 +134,7 @@ class TrainingFreeObjective:
         device: str | torch.device = "auto",
         seed: int = 0,
         ntk_mode: str = "fast",
+        ntk_batch: int | None = None,
         extra_objectives: Sequence[ExtraObjective] = (),
         strategy: str = "random",
         focus_class: int | str | None = None,
@@ -161,6 +164,9 @@ class TrainingFreeObjective:
         self.space = space
         self.seed = seed
         self.ntk_mode = ntk_mode
+        if ntk_batch is not None and (not isinstance(ntk_batch, int) or isinstance(ntk_batch, bool) or ntk_batch < 2):
+            raise ConfigError(f"ntk_batch={ntk_batch!r} is invalid: give an integer >= 2 (images for the NTK), or None")
+        self.ntk_batch = ntk_batch
         self.metrics = metrics
         self.memory_budget = memory_budget
         self.on_degenerate = on_degenerate
@@ -279,7 +285,11 @@ class TrainingFreeObjective:
         net = self.build(genotype)
         seconds["build"] = time.perf_counter() - t0
         t = time.perf_counter()
-        kwargs: dict[str, Any] = {"device": self.device, "seed": init_seed(self.seed, genotype)}
+        kwargs: dict[str, Any] = {
+            "device": self.device,
+            "seed": init_seed(self.seed, genotype),
+            "ntk_batch": self.ntk_batch,
+        }
         if self.memory_budget is not None:
             kwargs["memory_budget"] = self.memory_budget
         degenerate: dict[str, str] = {}

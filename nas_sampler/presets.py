@@ -45,6 +45,7 @@ class SearchSettings:
     trials: int | None = None
     generations: int | None = 3
     ntk_mode: str = "fast"
+    ntk_batch: int | None = None  # images of the batch the NTK uses (None: all)
     device: str = "auto"
     extra_objectives: list[str] = field(default_factory=list)
     reduction: str = "rank_sum"
@@ -105,6 +106,7 @@ class SearchConfig:
             "search.offspring": self.search.offspring,
             "search.trials": self.search.trials,
             "search.generations": self.search.generations,
+            "search.ntk_batch": self.search.ntk_batch,
         }.items():
             if v is not None and v < 1:
                 raise ConfigError(f"{key} = {v} is invalid: give a positive integer")

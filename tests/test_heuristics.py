@@ -243,6 +243,22 @@ def test_score_all_equals_the_individual_functions(mode: str) -> None:
     assert s["jacobian"] == pytest.approx(jacobian_score(net, x), rel=1e-9)
 
 
+def test_ntk_batch_scores_the_ntk_on_the_first_images_only() -> None:
+    net, x = nb201_net(ARCHS[1]), batch()
+    s = score_all(net, x, ntk_mode="exact", ntk_batch=3)
+    assert s["ntk_cond"] == pytest.approx(ntk_condition_number(net, x[:3], mode="exact"), rel=1e-9)
+    assert s["ntk_cond"] != pytest.approx(ntk_condition_number(net, x, mode="exact"), rel=1e-3)
+    assert s["activation"] == pytest.approx(activation_score(net, x), rel=1e-12)
+    assert s["jacobian"] == pytest.approx(jacobian_score(net, x), rel=1e-9)
+    assert score_all(net, x, ntk_batch=len(x) + 5) == score_all(net, x)  # more than the batch: all of it
+    with pytest.raises(ConfigError, match="ntk_batch=1 is invalid"):
+        score_all(net, x, ntk_batch=1)
+    with torch.no_grad():
+        net.classifier.weight[0, 0] = float("nan")
+    with pytest.raises(HeuristicError, match="NaN or infinite"):
+        score_all(net, x, ntk_batch=3)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_network_left_unchanged(training: bool) -> None:
     net = nb201_net(ARCHS[0]).train(training)

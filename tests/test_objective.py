@@ -283,3 +283,15 @@ def test_maximised_extra_objective_sets_its_direction(space, tiny):
     s2 = optuna.create_study(directions=broken.directions)
     s2.optimize(broken, n_trials=1)
     assert s2.trials[0].state == optuna.trial.TrialState.FAIL and "broken=inf" in s2.trials[0].user_attrs["fail_reason"]
+
+
+def test_ntk_batch_reaches_the_scores(space, tiny):
+    from nas_sampler.heuristics import score_all
+
+    obj = objective(space, tiny, ntk_mode="exact", ntk_batch=4)
+    g = space.parse(CONV)
+    expected = score_all(obj.build(g), obj.images, "exact", device="cpu", seed=init_seed(0, g), ntk_batch=4)
+    assert obj.score(g).values == pytest.approx(expected, rel=1e-9)
+    assert obj.score(g).values["ntk_cond"] != pytest.approx(objective(space, tiny).score(g).values["ntk_cond"])
+    with pytest.raises(ConfigError, match="ntk_batch=0 is invalid"):
+        objective(space, tiny, ntk_batch=0)
