@@ -9,6 +9,10 @@ CPU minutes per search and the Kendall tau between the final ranking of all scor
 (sum of per-objective ranks) and their true accuracy. Writes results.json and best_so_far.png to --out.
 
     python benchmarks/nb201_search.py --samplers genetic,random --seeds 5 --budget 300
+    # split across processes, then one report:
+    python benchmarks/nb201_search.py --seeds 2 --out a &
+    python benchmarks/nb201_search.py --first-seed 2 --seeds 3 --out b
+    python benchmarks/nb201_search.py --merge a b --out all
 """
 
 from __future__ import annotations
@@ -82,6 +86,68 @@ def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth:
     }
 
 
+def report(runs: list[dict], settings: dict, out: Path, optimum: float) -> None:
+    """Print the table and the JSON line; write results.json and best_so_far.png to ``out``."""
+    names = list(dict.fromkeys(r["sampler"] for r in runs))
+    summary = {}
+    print(
+        f"\n{'sampler':14s} {'accuracy':>14s} {'seeds':>5s} {'front best':>10s} {'archs':>6s} "
+        f"{'CPU-min':>8s} {'tau':>6s}"
+    )
+    for name in names:
+        rs = [r for r in runs if r["sampler"] == name]
+        accs = [r["accuracy"] for r in rs]
+        summary[name] = {
+            "mean_acc": statistics.fmean(accs),
+            "std_acc": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+            "seeds": len(rs),
+            "best_on_front": statistics.fmean(r["best_on_front"] for r in rs),
+            "archs_scored": statistics.fmean(r["archs_scored"] for r in rs),
+            "cpu_minutes": statistics.fmean(r["cpu_minutes"] for r in rs),
+            "kendall_tau": statistics.fmean(r["kendall_tau"] for r in rs),
+        }
+        s = summary[name]
+        print(
+            f"{name:14s} {s['mean_acc']:7.2f} ± {s['std_acc']:4.2f} {s['seeds']:5d} {s['best_on_front']:10.2f} "
+            f"{s['archs_scored']:6.0f} {s['cpu_minutes']:8.1f} {s['kendall_tau']:6.3f}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"settings": settings, "summary": summary, "runs": runs}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        curves = [r["best_so_far"] for r in runs if r["sampler"] == name]
+        n = min(len(c) for c in curves)
+        ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0), label=f"{name} ({len(curves)} seeds)")
+    ax.axhline(optimum, color="grey", ls="--", lw=0.8, label="optimum")
+    ax.set_xlabel("architectures scored")
+    ax.set_ylabel("best true CIFAR-10 accuracy so far (%)")
+    ax.set_title("NAS-Bench-201 CIFAR-10, mean over seeds")
+    ax.set_ylim(bottom=max(85.0, ax.get_ylim()[0]))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "best_so_far.png", dpi=120)
+    keys = ("mean_acc", "std_acc", "archs_scored", "cpu_minutes", "kendall_tau")
+    print(json.dumps({n: {k: round(summary[n][k], 4) for k in keys} for n in names}))
+
+
+def merge(folders: list[Path], out: Path, optimum: float) -> None:
+    """One report from several runs' results.json (seeds or samplers split across processes)."""
+    runs, settings = [], []
+    for folder in folders:
+        path = folder / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"--merge: {path} does not exist; give folders written by --out")
+        saved = json.loads(path.read_text())
+        runs += saved["runs"]
+        settings.append(saved["settings"])
+    report(runs, {"merged": [str(f) for f in folders], "settings": settings}, out, optimum)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma-separated, from {', '.join(SAMPLERS)}")
@@ -102,8 +168,12 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")
     p.add_argument("--csv", type=Path, default=NB201_CSV, help="NAS-Bench-201 CIFAR-10 accuracies")
     p.add_argument("--out", type=Path, default=Path("nb201-search"), help="folder for results.json and the plot")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="DIR", help="report on earlier runs' --out folders")
     args = p.parse_args()
     truth = load_nb201(require(args.csv, "NAS-Bench-201 ground truth", "--csv"))
+    if args.merge:
+        merge(args.merge, args.out, max(truth.values()))
+        return
     require(args.data, "CIFAR-10 train folder", "--data")
     names = [s for s in args.samplers.split(",") if s]
     for n in names:
@@ -141,45 +211,8 @@ def main() -> None:
                 f"accuracy, first/last tenth scored: {r['mean_acc_first_tenth']:.2f}/{r['mean_acc_last_tenth']:.2f}",
                 flush=True,
             )
-    summary = {}
-    print(f"\n{'sampler':14s} {'accuracy':>14s} {'front best':>10s} {'archs':>6s} {'CPU-min':>8s} {'tau':>6s}")
-    for name in names:
-        rs = [r for r in runs if r["sampler"] == name]
-        accs = [r["accuracy"] for r in rs]
-        summary[name] = {
-            "mean_acc": statistics.fmean(accs),
-            "std_acc": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-            "best_on_front": statistics.fmean(r["best_on_front"] for r in rs),
-            "archs_scored": statistics.fmean(r["archs_scored"] for r in rs),
-            "cpu_minutes": statistics.fmean(r["cpu_minutes"] for r in rs),
-            "kendall_tau": statistics.fmean(r["kendall_tau"] for r in rs),
-        }
-        s = summary[name]
-        print(
-            f"{name:14s} {s['mean_acc']:7.2f} ± {s['std_acc']:4.2f} {s['best_on_front']:10.2f} "
-            f"{s['archs_scored']:6.0f} {s['cpu_minutes']:8.1f} {s['kendall_tau']:6.3f}"
-        )
-    (args.out / "results.json").write_text(json.dumps({"settings": vars(args) | {"data": str(args.data),
-        "csv": str(args.csv), "out": str(args.out)}, "summary": summary, "runs": runs}, indent=2))  # fmt: skip
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in names:
-        curves = np.array([r["best_so_far"] for r in runs if r["sampler"] == name])
-        ax.plot(np.arange(1, curves.shape[1] + 1), curves.mean(axis=0), label=name)
-    ax.axhline(max(truth.values()), color="grey", ls="--", lw=0.8, label="optimum")
-    ax.set_xlabel("architectures scored")
-    ax.set_ylabel("best true CIFAR-10 accuracy so far (%)")
-    ax.set_title(f"NAS-Bench-201, mean over {args.seeds} seeds")
-    ax.set_ylim(bottom=max(85.0, ax.get_ylim()[0]))
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "best_so_far.png", dpi=120)
-    keys = ("mean_acc", "std_acc", "archs_scored", "cpu_minutes", "kendall_tau")
-    print(json.dumps({n: {k: round(summary[n][k], 4) for k in keys} for n in names}))
+    settings = vars(args) | {"data": str(args.data), "csv": str(args.csv), "out": str(args.out)}
+    report(runs, settings, args.out, max(truth.values()))
 
 
 if __name__ == "__main__":

@@ -27,3 +27,11 @@ def test_nb201_search_benchmark_runs_end_to_end(tmp_path, nb201_csv, cifar10_roo
         assert 10 <= figures["mean_acc"] <= 94.37 and figures["archs_scored"] == 12
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["runs"]) == 2 and (tmp_path / "best_so_far.png").stat().st_size > 1000
+    # runs split across processes report as one: --merge reads their folders
+    merged = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "nb201_search.py"), "--csv", str(nb201_csv), "--merge",
+         str(tmp_path), "--out", str(tmp_path / "merged")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert json.loads(merged.stdout.strip().splitlines()[-1]) == last
