@@ -322,12 +322,24 @@ def run_trials(
         current["trial"] = (trial._trial_id, trial.number)
         return objective(trial)
 
+    next_check = 0.0
+
+    def fail_stale() -> None:
+        """Fail trials whose worker died, at most once per heartbeat interval (each check is a query;
+        a trial only goes stale after the grace period anyway)."""
+        nonlocal next_check
+        if heartbeat and time.monotonic() >= next_check:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            next_check = time.monotonic() + poll
+
     told = False
     lock = _BudgetLock(study)
     while not should_stop():
         try:
             current.clear()
-            if _run_one(study, tracked, target, lock, catch, callbacks):
+            if _run_one(study, tracked, target, lock, catch, callbacks, fail_stale):
                 continue
             trials = study.get_trials(deepcopy=False)
             # a trial with parameters is in its objective, under Optuna's heartbeat thread: if its worker
@@ -344,9 +356,7 @@ def run_trials(
                 )
                 told = True
             time.sleep(poll)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            fail_stale()
         except Exception as e:
             if _connection_error(e) is None:
                 raise
@@ -410,14 +420,12 @@ def _run_one(
     lock: _BudgetLock,
     catch: tuple[type[Exception], ...],
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+    fail_stale: Callable[[], None],
 ) -> bool:
     """Take one trial (a waiting one, or a new one while slots are left) and run it, as Optuna's
     ``optimize`` does for one trial; False when there was nothing to take."""
     storage = study._storage
-    if is_heartbeat_enabled(storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    fail_stale()
     with lock():
         if not _work_left(study.get_trials(deepcopy=False), target):
             return False

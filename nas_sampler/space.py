@@ -7,6 +7,7 @@ A space turns a genotype into ordinary Optuna parameters (``to_params``/``from_p
 from __future__ import annotations
 
 import json
+import weakref
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -117,8 +118,11 @@ class SearchSpace(ABC):
         study = getattr(trial, "study", None)
         if study is not None:
             record_space(study, self)
+        dists = self.distributions()
+        if isinstance(trial, optuna.Trial):
+            _store_sampled_params(trial, dists)
         params = {}
-        for name, dist in self.distributions().items():
+        for name, dist in dists.items():
             assert isinstance(dist, CategoricalDistribution)
             params[name] = trial.suggest_categorical(name, dist.choices)
         raw = self._raw_from_params(params)
@@ -452,8 +456,65 @@ def recorded_space(study: optuna.Study) -> SearchSpace | None:
     return None if d is None else space_from_definition(d)
 
 
+def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution]) -> None:
+    """Store the sampler's values of all of ``dists`` in one transaction.
+
+    Optuna stores each ``suggest_*`` in a transaction of its own (a ``CellSpace`` genotype has 80
+    parameters: 80 commits, the bulk of a trial's overhead with many workers on PostgreSQL). On an
+    RDB storage the values the sampler chose (``trial.relative_params``) are written here at once
+    and put on the trial, so the ``suggest_*`` calls that follow find them and write nothing.
+    Anything else (another storage, parameters not chosen by the sampler) takes Optuna's usual path.
+    Uses Optuna's RDB models, which are not public: if they change, this falls back to that path.
+    """
+    try:
+        from optuna.storages import RDBStorage
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        storage = getattr(trial.storage, "_backend", trial.storage)
+        if not isinstance(storage, RDBStorage):
+            return
+        cached = trial._cached_frozen_trial
+        chosen = trial.relative_params
+        search_space = trial.relative_search_space or {}
+    except (ImportError, AttributeError):
+        return
+    fixed = cached.system_attrs.get("fixed_params", {})
+    todo = {
+        name: dist
+        for name, dist in dists.items()
+        if name in chosen and search_space.get(name) == dist and name not in cached.params and name not in fixed
+    }
+    if not todo:
+        return
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
+        storage.check_trial_is_updatable(trial._trial_id, row.state)
+        session.add_all(
+            models.TrialParamModel(
+                trial_id=trial._trial_id,
+                param_name=name,
+                param_value=dist.to_internal_repr(chosen[name]),
+                distribution_json=optuna.distributions.distribution_to_json(dist),
+            )
+            for name, dist in todo.items()
+        )
+    for name, dist in todo.items():
+        cached.params[name] = chosen[name]
+        cached.distributions[name] = dist
+
+
+#: (study id, space definition) pairs already checked against each storage by this process: a
+#: study's space never changes once recorded, so each worker reads it once, not on every trial.
+_CHECKED: weakref.WeakKeyDictionary[Any, set[tuple[int, str]]] = weakref.WeakKeyDictionary()
+
+
 def record_space(study: optuna.Study, space: SearchSpace) -> None:
     """Record ``space`` in ``study``; refuse if the study already records a different one."""
+    key = (study._study_id, json.dumps(space.definition(), sort_keys=True))
+    checked = _CHECKED.setdefault(study._storage, set())
+    if key in checked:
+        return
     existing = study.user_attrs.get(SPACE_ATTR)
     if existing is None:
         study.set_user_attr(SPACE_ATTR, space.definition())
@@ -463,6 +524,7 @@ def record_space(study: optuna.Study, space: SearchSpace) -> None:
             f"not {json.dumps(space.definition(), sort_keys=True)}; use the study's space "
             "(nas_sampler.space.recorded_space(study)) or a new study name"
         )
+    checked.add(key)
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -103,3 +103,35 @@ def test_unknown_operation_lists_known_ones() -> None:
     assert "'sepconv'" in str(err.value) and "sep_conv_5x5" in str(err.value)
     with pytest.raises(ConfigError, match="cell, nb201"):
         make_space("darts")
+
+
+def test_sampled_genotype_is_stored_in_one_transaction_on_rdb_storage(tmp_path) -> None:
+    """A CellSpace genotype is 80 parameters; Optuna alone commits each one (80 commits per trial)."""
+    import sqlalchemy
+
+    from nas_sampler import GeneticCellSampler
+
+    space = CellSpace()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'p.db'}")
+    study = optuna.create_study(
+        storage=storage, directions=["minimize"], sampler=GeneticCellSampler(population_size=4, seed=0, space=space)
+    )
+    commits = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    genotypes = []
+
+    def objective(trial: optuna.Trial) -> float:
+        genotypes.append(space.suggest(trial))
+        return float(len(str(genotypes[-1])))
+
+    study.optimize(objective, n_trials=6)
+    assert len(commits) < 20 * 6  # with one commit per parameter it would be over 80 per trial
+    assert len(space.distributions()) == 80
+    for t, g in zip(study.trials, genotypes, strict=True):  # what was stored is what was scored
+        assert t.params == space.to_params(g) and t.user_attrs["genotype"] == str(g)
+    # the values are the sampler's: the same seed in memory proposes the same genotypes
+    again = optuna.create_study(
+        directions=["minimize"], sampler=GeneticCellSampler(population_size=4, seed=0, space=space)
+    )
+    again.optimize(lambda t: float(len(str(space.suggest(t)))), n_trials=6)
+    assert [t.user_attrs["genotype"] for t in again.trials] == [str(g) for g in genotypes]
