@@ -27,7 +27,7 @@ with open(csv_path) as f:
 cifar = shared / "cifar10" / "train"
 data = str(cifar) if cifar.is_dir() else "builtin"
 space = NB201Space(width=8, cells_per_stage=1)  # a small skeleton keeps this example under a minute
-objective = TrainingFreeObjective(space, data=data, batch_size=16, extra_objectives=["params"])
+objective = TrainingFreeObjective(space, data=data, batch_size=16, extra_objectives=["params:maximize"])
 study = optuna.create_study(directions=objective.directions, sampler=GeneticCellSampler(population_size=8, seed=0))
 study.optimize(objective, n_trials=32)
 
