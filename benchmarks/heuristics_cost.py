@@ -6,7 +6,8 @@ times in one process, interleaved, medians of ``--repeats``:
 
 * one forward+backward of the network (train mode, sum of logits, gradients of every weight);
 * each score alone (``ntk_condition_number`` fast, ``activation_score``, ``jacobian_score``) and
-  ``score_all`` (the three sharing one forward and one backward pass);
+  ``score_all`` (the three sharing one forward and one backward pass), and the NB201 preset's
+  ``score_all(ntk_mode="exact", ntk_batch=16)``;
 * the exact-mode NTK and the per-sample backward loop it replaces (TE-NAS's: one ``backward`` per
   sample, gradients read from ``.grad`` and flattened, ``Theta = J J^T``), once each, and how far
   their condition numbers differ.
@@ -78,6 +79,8 @@ def time_steps(net: torch.nn.Module, images: torch.Tensor, repeats: int) -> dict
         "act": lambda: activation_score(net, images, on_degenerate="worst"),
         "jac": lambda: jacobian_score(net, images, on_degenerate="worst"),
         "all": lambda: score_all(net, images, on_degenerate="worst"),
+        # the NB201 preset's scoring: exact NTK on the first 16 images, the other two on the whole batch
+        "preset": lambda: score_all(net, images, ntk_mode="exact", ntk_batch=16, on_degenerate="worst"),
     }
     forward_backward(net, images)  # warm-up
     t: dict[str, list[float]] = {k: [] for k in steps}
@@ -115,10 +118,11 @@ def main() -> None:
         f"exact NTK and loop at batch {args.exact_batch or args.batch_size}"
     )
     header = f"{'arch':12} {'params':>8} {'fwd+bwd':>8} {'ntk':>6} {'act':>6} {'jac':>6} {'all':>6} {'all/fb':>7}"
+    header += f" {'preset/fb':>9}"
     if not args.no_loop:
         header += f" {'exact':>7} {'loop':>7} {'speedup':>7} {'cond rel.diff':>13}"
     print(header)
-    ratios, speedups, per_score = [], [], {"ntk_cond": [], "activation": [], "jacobian": []}
+    ratios, preset, speedups, per_score = [], [], [], {"ntk_cond": [], "activation": [], "jacobian": []}
     rows = []
     for name, arch in choose_archs(table, args.seed):
         torch.manual_seed(args.seed)
@@ -126,11 +130,12 @@ def main() -> None:
         m = time_steps(net, images, args.repeats)
         fb = m["fb"]
         ratios.append(m["all"] / fb)
+        preset.append(m["preset"] / fb)
         for key, short in (("ntk_cond", "ntk"), ("activation", "act"), ("jacobian", "jac")):
             per_score[key].append(m[short] / fb)
         line = (
             f"{name:12} {count_parameters(net):8d} {fb:8.3f} {m['ntk']:6.2f} {m['act']:6.2f} {m['jac']:6.2f} "
-            f"{m['all']:6.2f} {m['all'] / fb:6.2f}x"
+            f"{m['all']:6.2f} {m['all'] / fb:6.2f}x {m['preset'] / fb:8.2f}x"
         )
         row = {"name": name, "arch": arch, "fwd_bwd_s": fb, **{f"{k}_s": v for k, v in m.items() if k != "fb"}}
         if not args.no_loop:
@@ -152,6 +157,7 @@ def main() -> None:
         "ratio_all_median": round(median(ratios), 3),
         "ratio_all_max": round(max(ratios), 3),
         "ratio_each_median": {k: round(median(v), 3) for k, v in per_score.items()},
+        "ratio_nb201_preset_median": round(median(preset), 3),
         "ntk_exact_speedup_vs_loop": round(median(speedups), 3) if speedups else None,
         "ntk_exact_speedup_min": round(min(speedups), 3) if speedups else None,
     }
