@@ -152,7 +152,8 @@ def test_out_of_memory_is_retried_on_smaller_chunks(monkeypatch) -> None:
     chunked = score_all(net, x, device="cpu")
     assert chunks == [8, 4, 2]
     assert chunked["activation"] == whole["activation"]
-    assert chunked["ntk_cond"] == pytest.approx(whole["ntk_cond"], rel=1e-5)
+    # the Gram matrix is summed in float32 in another order; the condition number amplifies that rounding
+    assert chunked["ntk_cond"] == pytest.approx(whole["ntk_cond"], rel=1e-4)
     assert chunked["jacobian"] == pytest.approx(whole["jacobian"], rel=1e-5)
 
 
