@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# CI (HYPOTHESIS_PROFILE=ci, set by .ci/run): the same examples on every run, so a red run is
+# reproducible; elsewhere hypothesis draws new ones each time, to keep finding cases.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
