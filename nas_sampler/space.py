@@ -475,16 +475,15 @@ def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution
         if not isinstance(storage, RDBStorage):
             return
         cached = trial._cached_frozen_trial
+        fixed = cached.system_attrs.get("fixed_params", {})
+        missing = [name for name in dists if name not in cached.params and name not in fixed]
+        if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose
+            return
         chosen = trial.relative_params
         search_space = trial.relative_search_space or {}
     except (ImportError, AttributeError):
         return
-    fixed = cached.system_attrs.get("fixed_params", {})
-    todo = {
-        name: dist
-        for name, dist in dists.items()
-        if name in chosen and search_space.get(name) == dist and name not in cached.params and name not in fixed
-    }
+    todo = {name: dists[name] for name in missing if name in chosen and search_space.get(name) == dists[name]}
     if not todo:
         return
     with _create_scoped_session(storage.scoped_session, True) as session:
