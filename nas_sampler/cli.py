@@ -640,7 +640,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage)
     study = load_existing_study(storage, args.study, args.storage)
     trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    record = export_final(study, args.out, n_cells=args.cells, rule=args.rule, trials=trials, seed=args.seed)
+    rescore = []
+    if args.rescore:
+        stored = study.user_attrs.get(CONFIG_ATTR)
+        if stored is None:
+            raise ConfigError(
+                f"--rescore needs the search's settings, and study {args.study!r} was not started by nas-sampler "
+                "search; re-score in Python: export_final(..., rescore=[objective.reseeded(s) for s in (1, 2)])"
+            )
+        cfg = config_from_dict(stored, source=f"study {args.study!r}")
+        objective, _ = build_search(cfg)
+        rescore = [objective.reseeded(cfg.study.seed + k) for k in range(1, args.rescore + 1)]
+    record = export_final(
+        study, args.out, n_cells=args.cells, rule=args.rule, trials=trials, seed=args.seed, rescore=rescore
+    )
     print(
         f"wrote {args.out} ({len(record['genotypes'])} cells from trials {record['trials']}); train it with:\n"
         f"  nas-sampler train {shlex.quote(str(args.out))} --epochs 10"
@@ -732,6 +745,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to choose cells (default rank_sum: first front by sum of per-objective ranks)",
     )
     e.add_argument("--trials", help="comma-separated trial numbers to use instead of a rule")
+    e.add_argument(
+        "--rescore",
+        type=int,
+        default=0,
+        metavar="N",
+        help="score the 10 best candidates again on N other batches and initial weights and choose by all\n"
+        "the scores (rank_sum only; guards against picking the luckiest draw). Default 0",
+    )
     e.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
     e.set_defaults(func=cmd_export)
 

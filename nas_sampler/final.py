@@ -19,8 +19,9 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -57,8 +58,20 @@ def _genotype_text(space: SearchSpace, t: FrozenTrial) -> str:
     return str(space.parse(text) if text is not None else space.from_params(t.params))
 
 
+class Rescorer(Protocol):
+    """Scores a genotype afresh: ``score(genotype).values`` maps each of the study's metric names to a
+    value (:meth:`TrainingFreeObjective.reseeded` gives such objectives)."""
+
+    def score(self, genotype: Genotype) -> Any: ...
+
+
 def choose_trials(
-    study: optuna.Study, n_cells: int, rule: str = "rank_sum", space: SearchSpace | None = None
+    study: optuna.Study,
+    n_cells: int,
+    rule: str = "rank_sum",
+    space: SearchSpace | None = None,
+    rescore: Sequence[Rescorer] = (),
+    finalists: int = 10,
 ) -> list[FrozenTrial]:
     """``n_cells`` completed trials with distinct genotypes, best first, by ``rule``.
 
@@ -69,6 +82,13 @@ def choose_trials(
       objective first, for diversity; a final choice should not pick an extreme.)
     * ``crowding``: the same fronts, each ordered by NSGA-II crowding distance (most isolated first).
     * ``tournament``: the survivors of the study's latest DARTS tournament (group winners first).
+
+    ``rescore`` (with ``rank_sum``): objectives that score genotypes on other batches and initial
+    weights, e.g. ``[objective.reseeded(s) for s in (1, 2)]``. The first ``finalists`` genotypes of
+    the order above are scored again by each, and reordered by their per-objective ranks among the
+    finalists summed over the study's values and every re-scoring. Each score is one noisy draw; the
+    finalists are the ones whose draws came out best, so picking among them by the same draws
+    favours luck (the winner's curse). Fresh draws do not.
     """
     if rule not in RULES:
         raise ConfigError(f"rule={rule!r} is unknown; choose one of {', '.join(RULES)} (or pass trials=)")
@@ -101,17 +121,46 @@ def choose_trials(
                 ordered += [done[front[i]] for i in crowding_order([values[j] for j in front], study.directions)]
     chosen: list[FrozenTrial] = []
     seen: set[str] = set()
+    wanted = max(n_cells, finalists) if rescore and rule == "rank_sum" else n_cells
     for t in ordered:
         text = _genotype_text(space, t)
         if text not in seen:
             seen.add(text)
             chosen.append(t)
-        if len(chosen) == n_cells:
-            return chosen
+        if len(chosen) == wanted:
+            break
+    if wanted > n_cells and len(chosen) >= n_cells:
+        chosen = _rescored_order(study, space, chosen, rescore)
+    if len(chosen) >= n_cells:
+        return chosen[:n_cells]
     raise ConfigError(
         f"n_cells={n_cells} but study {study.study_name!r} offers only {len(chosen)} distinct genotypes by rule "
         f"{rule!r}; pass a smaller n_cells"
     )
+
+
+def _rescored_order(
+    study: optuna.Study, space: SearchSpace, finalists: list[FrozenTrial], rescore: Sequence[Rescorer]
+) -> list[FrozenTrial]:
+    """``finalists`` by their per-objective ranks among themselves, summed over the stored values
+    and each re-scoring; a genotype degenerate under a re-scoring ranks last in it."""
+    from nas_sampler.heuristics import HeuristicError
+
+    names = study.metric_names
+    if names is None:
+        raise ConfigError(f"study {study.study_name!r} records no metric names; it cannot be re-scored by name")
+    worst = [np.inf if d == optuna.study.StudyDirection.MINIMIZE else -np.inf for d in study.directions]
+    total = rank_sums([t.values for t in finalists], study.directions).astype(float)
+    for objective in rescore:
+        rows = []
+        for t in finalists:
+            try:
+                values = objective.score(space.parse(_genotype_text(space, t))).values
+                rows.append([float(values[m]) for m in names])
+            except HeuristicError:
+                rows.append(worst)
+        total += rank_sums(np.nan_to_num(np.array(rows), nan=np.inf), study.directions)
+    return [finalists[i] for i in sorted(range(len(finalists)), key=lambda i: (total[i], i))]
 
 
 def _data_shape(study: optuna.Study) -> tuple[int | None, int | None]:
@@ -147,6 +196,8 @@ def export_final(
     trials: Sequence[int] | None = None,
     seed: int = 0,
     storage: str | None = None,
+    rescore: Sequence[Rescorer] = (),
+    finalists: int = 10,
     **network_options: Any,
 ) -> dict[str, Any]:
     """Choose cells from a finished ``study``, build the final network and write ``path`` (JSON) and
@@ -157,7 +208,7 @@ def export_final(
     :func:`choose_trials`; ``trials`` (trial numbers) overrides it. ``num_classes``/``in_channels``:
     default to the data the study was scored on (when it can be opened here). ``network_options``:
     passed to ``space.final_network`` (CellSpace: ``width``, ``reductions``, ``dropout``). ``seed``
-    seeds the initial weights.
+    seeds the initial weights. ``rescore``, ``finalists``: see :func:`choose_trials`.
     """
     study = _load_study(study, storage)
     space = recorded_space(study)
@@ -179,8 +230,8 @@ def export_final(
             raise ConfigError(f"n_cells={n_cells!r} is invalid: give a positive integer")
         if isinstance(space, NB201Space) and n_cells != 1:
             raise ConfigError(f"n_cells={n_cells}: NB201Space's final network is the benchmark skeleton with one cell")
-        chosen = choose_trials(study, n_cells, rule, space)
-        rule_used = rule
+        chosen = choose_trials(study, n_cells, rule, space, rescore=rescore, finalists=finalists)
+        rule_used = rule if not rescore else f"{rule}, {len(rescore)} re-scorings of {finalists} finalists"
     genotypes = [_genotype_text(space, t) for t in chosen]
     if num_classes is None or in_channels is None:
         k, c = _data_shape(study)

@@ -149,6 +149,7 @@ class TrainingFreeObjective:
     ):
         if not isinstance(space, SearchSpace):
             raise ConfigError(f"space must be a SearchSpace (CellSpace, NB201Space), got {type(space).__name__}")
+        self._options = {k: v for k, v in locals().items() if k not in ("self", "seed", "__class__")}
         if ntk_mode not in ("fast", "exact"):
             raise ConfigError(f"ntk_mode={ntk_mode!r} is unknown; choose 'fast' or 'exact'")
         if on_degenerate not in ("fail", "worst"):
@@ -194,6 +195,12 @@ class TrainingFreeObjective:
             image_shape=list(self.images.shape[1:]),
             fingerprint=_data.batch_fingerprint(self.images),
         )
+
+    def reseeded(self, seed: int) -> TrainingFreeObjective:
+        """The same objective with another ``seed``: another scoring batch and other initial weights.
+        For re-scoring a few finalists (:func:`nas_sampler.final.choose_trials`), never for trials of
+        the same study (their scores would not be comparable)."""
+        return TrainingFreeObjective(seed=seed, **{**self._options, "data": self.dataset})  # data loaded once
 
     # ---- what the study sees -------------------------------------------------------------------
     @property

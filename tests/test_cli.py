@@ -49,6 +49,11 @@ def test_search_front_export_and_resume(tmp_path, capsys, monkeypatch) -> None:
     assert main(["export", "--study", "smoke", "--out", "final.json", "--cells", "2"]) == 0
     record = json.loads((tmp_path / "final.json").read_text())
     assert len(record["genotypes"]) == 2 and (tmp_path / "final.pt").exists()
+    # the finalists scored again on another batch: still two cells of the study, the rule says how
+    assert main(["export", "--study", "smoke", "--out", "again.json", "--cells", "2", "--rescore", "1"]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["rule"] == "rank_sum, 1 re-scorings of 10 finalists"
+    assert set(again["trials"]) <= {t.number for t in study.trials} and len(again["genotypes"]) == 2
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) -> None:

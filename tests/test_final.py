@@ -57,6 +57,34 @@ def test_rank_sum_rule_orders_the_first_front_then_the_next() -> None:
         choose_trials(study, 2, rule="tournament")
 
 
+class _FreshDraw:
+    """A re-scoring that sees the genotypes in another order than the stored (lucky) values."""
+
+    def __init__(self, values: dict[str, tuple[float, float]]) -> None:
+        self.values, self.calls = values, []
+
+    def score(self, genotype):  # noqa: ANN001, ANN201
+        self.calls.append(str(genotype))
+        return type("Scored", (), {"values": dict(zip(["a", "b"], self.values[str(genotype)], strict=True))})
+
+
+def test_rescoring_reorders_the_finalists_by_fresh_draws() -> None:
+    space = CellSpace(width=8)
+    gens = _random_genotypes(space, 5)
+    # stored ranks among all five: trial 0 is best, then 1, 2; trials 3 and 4 come last
+    study = _study(space, [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (3.0, 3.0), (4.0, 4.0)], gens)
+    study.set_metric_names(["a", "b"])
+    assert [t.number for t in choose_trials(study, 1)] == [0]
+    # two fresh draws both put trial 2's genotype first and trial 0's last among the finalists 0, 1, 2
+    fresh = {gens[0]: (9.0, 9.0), gens[1]: (5.0, 5.0), gens[2]: (1.0, 1.0)}
+    draws = [_FreshDraw(fresh), _FreshDraw(fresh)]
+    picked = choose_trials(study, 2, rescore=draws, finalists=3)
+    assert [t.number for t in picked] == [2, 1]  # ranks 2+0+0 < 1+1+1 < 0+2+2
+    assert all(sorted(d.calls) == sorted(gens[:3]) for d in draws)  # only the finalists, once each
+    # one fresh draw against the stored order is a tie broken by the stored order
+    assert [t.number for t in choose_trials(study, 1, rescore=draws[:1], finalists=2)] == [0]
+
+
 def test_export_and_rebuild_cell_space_exactly(tmp_path) -> None:
     space = CellSpace(width=8)
     gens = _random_genotypes(space, 4, seed=1)

@@ -295,3 +295,13 @@ def test_ntk_batch_reaches_the_scores(space, tiny):
     assert obj.score(g).values["ntk_cond"] != pytest.approx(objective(space, tiny).score(g).values["ntk_cond"])
     with pytest.raises(ConfigError, match="ntk_batch=0 is invalid"):
         objective(space, tiny, ntk_batch=0)
+
+
+def test_reseeded_objective_keeps_the_settings_and_draws_a_new_batch(space, tiny):
+    obj = objective(space, tiny, ntk_mode="exact", ntk_batch=4, extra_objectives=["params:maximize"])
+    other = obj.reseeded(7)
+    assert other.seed == 7 and other.metric_names == obj.metric_names and other.directions == obj.directions
+    assert (other.ntk_mode, other.ntk_batch, other.images.shape) == ("exact", 4, obj.images.shape)
+    assert not torch.equal(other.images, obj.images)
+    g = space.parse(CONV)
+    assert obj.reseeded(0).score(g).values == obj.score(g).values  # the same seed scores the same
