@@ -25,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,9 @@ def rescore(study: optuna.Study, run: dict, objective: TrainingFreeObjective, n:
 def study_of(run: dict, objective: TrainingFreeObjective) -> optuna.Study:
     """An in-memory study holding a finished run's completed trials (to choose again offline)."""
     study = optuna.create_study(directions=objective.directions)
-    study.set_metric_names(objective.metric_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objective.metric_names)
     record_space(study, objective.space)
     for _, genotype, values in run["trials"]:
         study.add_trial(optuna.trial.create_trial(values=values, user_attrs={"genotype": genotype}))
