@@ -203,6 +203,7 @@ def score_all(
         if not isinstance(ntk_batch, int) or isinstance(ntk_batch, bool) or ntk_batch < 2:
             raise ConfigError(f"ntk_batch={ntk_batch!r} is invalid: give an integer >= 2 (images for the NTK), or None")
         if B is not None and ntk_batch < B:
+            _check_args(net, images, ntk_mode, memory_budget, on_degenerate)
             args = (device, memory_budget, seed)
             scores, reasons = _run_raw(net, images, ("activation", "jacobian"), "fast", *args)
             ntk, ntk_reasons = _run_raw(net, images[:ntk_batch], ("ntk_cond",), ntk_mode, *args)
@@ -488,7 +489,7 @@ def _run_raw(
     memory_budget: int | None,
     seed: int | None,
 ) -> tuple[dict[str, float], dict[str, str]]:
-    _check_args(net, images, mode, memory_budget, "raise")
+    """Scores and the reasons of undefined ones; the arguments are checked by the caller."""
     dev = resolve_device(device)
     p0 = next(iter(net.parameters()), None)
     if p0 is not None and p0.device != dev:

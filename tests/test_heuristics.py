@@ -253,6 +253,8 @@ def test_ntk_batch_scores_the_ntk_on_the_first_images_only() -> None:
     assert score_all(net, x, ntk_batch=len(x) + 5) == score_all(net, x)  # more than the batch: all of it
     with pytest.raises(ConfigError, match="ntk_batch=1 is invalid"):
         score_all(net, x, ntk_batch=1)
+    with pytest.raises(ConfigError, match="on_degenerate='bogus'"):
+        score_all(net, x, ntk_batch=3, on_degenerate="bogus")
     with torch.no_grad():
         net.classifier.weight[0, 0] = float("nan")
     with pytest.raises(HeuristicError, match="NaN or infinite"):
