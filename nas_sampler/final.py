@@ -129,7 +129,7 @@ def choose_trials(
             chosen.append(t)
         if len(chosen) == wanted:
             break
-    if wanted > n_cells and len(chosen) >= n_cells:
+    if rescore and rule == "rank_sum" and len(chosen) >= n_cells:
         chosen = _rescored_order(study, space, chosen, rescore)
     if len(chosen) >= n_cells:
         return chosen[:n_cells]
@@ -159,7 +159,8 @@ def _rescored_order(
                 rows.append([float(values[m]) for m in names])
             except HeuristicError:
                 rows.append(worst)
-        total += rank_sums(np.nan_to_num(np.array(rows), nan=np.inf), study.directions)
+        values_array = np.array(rows, dtype=float)
+        total += rank_sums(np.where(np.isnan(values_array), np.array(worst), values_array), study.directions)
     return [finalists[i] for i in sorted(range(len(finalists)), key=lambda i: (total[i], i))]
 
 
