@@ -166,6 +166,13 @@ def jacobian_score(
     return _run(net, images, ("jacobian",), "fast", device, memory_budget, seed, on_degenerate)["jacobian"]
 
 
+def check_ntk_batch(ntk_batch: Any) -> int | None:
+    """``ntk_batch`` if it is None or an integer >= 2, else :class:`ConfigError`."""
+    if ntk_batch is not None and (not isinstance(ntk_batch, int) or isinstance(ntk_batch, bool) or ntk_batch < 2):
+        raise ConfigError(f"ntk_batch={ntk_batch!r} is invalid: give an integer >= 2 (images for the NTK), or None")
+    return ntk_batch
+
+
 def score_all(
     net: nn.Module,
     images: torch.Tensor,
@@ -199,9 +206,7 @@ def score_all(
             (TE-NAS used 32); the fast mode then needs a pass of its own.
     """
     B = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None
-    if ntk_batch is not None:
-        if not isinstance(ntk_batch, int) or isinstance(ntk_batch, bool) or ntk_batch < 2:
-            raise ConfigError(f"ntk_batch={ntk_batch!r} is invalid: give an integer >= 2 (images for the NTK), or None")
+    if check_ntk_batch(ntk_batch) is not None:
         if B is not None and ntk_batch < B:
             _check_args(net, images, ntk_mode, memory_budget, on_degenerate)
             args = (device, memory_budget, seed)

@@ -165,9 +165,9 @@ class TrainingFreeObjective:
         self.space = space
         self.seed = seed
         self.ntk_mode = ntk_mode
-        if ntk_batch is not None and (not isinstance(ntk_batch, int) or isinstance(ntk_batch, bool) or ntk_batch < 2):
-            raise ConfigError(f"ntk_batch={ntk_batch!r} is invalid: give an integer >= 2 (images for the NTK), or None")
-        self.ntk_batch = ntk_batch
+        from nas_sampler.heuristics import check_ntk_batch
+
+        self.ntk_batch = check_ntk_batch(ntk_batch)
         self.metrics = metrics
         self.memory_budget = memory_budget
         self.on_degenerate = on_degenerate
