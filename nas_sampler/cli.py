@@ -28,6 +28,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
+from nas_sampler.rdb import count_slots
 from nas_sampler.sampler import RETRY_ATTR
 
 _log = logging.getLogger(__name__)
@@ -264,7 +265,7 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
     target = cfg.n_trials
     done = finished_trials(study)
     print(f"study {cfg.study.name!r} in {cfg.study.storage}: {done}/{target} trials finished", file=sys.stderr)
-    if not _work_left(study.get_trials(deepcopy=False), target):
+    if not _work_left(study, target):
         print("nothing to do: the search has reached its trials; raise --trials or --generations to go on")
         return 0
     stop = _GracefulStop(resume_hint)
@@ -274,7 +275,7 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
             study, objective, target, catch=objective.catch, callbacks=[progress], should_stop=lambda: stop.requested
         )
     done = finished_trials(study)
-    if stop.requested and _work_left(study.get_trials(deepcopy=False), target):
+    if stop.requested and _work_left(study, target):
         print(f"stopped after {done}/{target} trials. Resume with:\n  {resume_hint}", file=sys.stderr)
         return 130
     print(
@@ -426,12 +427,20 @@ def _run_one(
     ``optimize`` does for one trial; False when there was nothing to take."""
     storage = study._storage
     fail_stale()
-    with lock():
-        if not _work_left(study.get_trials(deepcopy=False), target):
+    new_id = None
+    with lock():  # which trial to run is decided under the lock; the lock is held as briefly as can be
+        waiting, taken = _slots(study)
+        if not waiting and taken >= target:
             return False
-        with warnings.catch_warnings():  # Optuna warns that heartbeat is meant for optimize; we run it as it does
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()  # a waiting trial if there is one, else a new one: decided under the lock
+        if waiting:
+            with warnings.catch_warnings():  # Optuna warns that heartbeat is meant for optimize; we run it as it does
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()  # pops the waiting trial
+        else:
+            new_id = storage.create_new_trial(study._study_id)
+    if new_id is not None:  # what ask() does past the queue: the sampler then reads fresh trials
+        study._thread_local.cached_all_trials = None
+        trial = optuna.Trial(study, new_id)
     state, values, error = None, None, None
     with get_heartbeat_thread(trial._trial_id, storage):
         try:
@@ -512,14 +521,24 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
             time.sleep(1.0)
 
 
-def _work_left(trials: Sequence[optuna.trial.FrozenTrial], target: int) -> bool:
-    """Whether a worker should start another trial: slots left, or a trial waiting (enqueued or a retry).
+def _slots(study: optuna.Study) -> tuple[bool, int]:
+    """``(a trial is waiting (enqueued or a retry), slots taken)``.
 
     Every trial that is not a retry takes one slot of the search (a failed one too: its genotype was
-    tried); a retry re-takes the slot of the trial it replaces."""
-    if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
-        return True
-    return sum(1 for t in trials if RETRY_ATTR not in t.system_attrs) < target
+    tried); a retry re-takes the slot of the trial it replaces. Counted in the database where it
+    can be (:func:`nas_sampler.rdb.count_slots`): this runs under the lock all workers share."""
+    counted = count_slots(study, RETRY_ATTR)
+    if counted is None:
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+        counted = waiting, sum(1 for t in trials if RETRY_ATTR not in t.system_attrs)
+    return counted
+
+
+def _work_left(study: optuna.Study, target: int) -> bool:
+    """Whether a worker should start another trial: a trial waiting, or slots left."""
+    waiting, taken = _slots(study)
+    return waiting or taken < target
 
 
 class _GracefulStop:

@@ -62,6 +62,7 @@ from nas_sampler.evolution import (
     select_survivors,
 )
 from nas_sampler.genotype import Genotype
+from nas_sampler.rdb import running, system_attrs
 from nas_sampler.space import GENOTYPE_ATTR, CellSpace, SearchSpace, recorded_space
 
 _log = logging.getLogger(__name__)
@@ -342,11 +343,11 @@ class GeneticCellSampler(BaseGASampler):
         c -= self._population_size
         return 1 + c // self._offspring, c % self._offspring
 
-    def _index_trial(self, ctx: _StudyContext, t: FrozenTrial) -> None:
-        """Give trial ``t`` (the next unindexed number) its slot; decided by attributes set at creation."""
-        attrs = t.system_attrs
+    def _index_trial(self, ctx: _StudyContext, number: int, attrs: dict[str, Any]) -> None:
+        """Give trial ``number`` (the next unindexed one) its slot; decided by the system attributes
+        ``attrs`` it had when created."""
         tag = attrs.get(self._slot_key())
-        if RETRY_ATTR in attrs or (tag is not None and tag.get("n") != t.number):
+        if RETRY_ATTR in attrs or (tag is not None and tag.get("n") != number):
             if tag is not None:
                 slot = (int(tag["g"]), int(tag["s"]))
             else:
@@ -355,22 +356,27 @@ class GeneticCellSampler(BaseGASampler):
         else:
             slot = self._slot_of_consumer(ctx.consumers)
             ctx.consumers += 1
-            ctx.holders[slot] = t.number
+            ctx.holders[slot] = number
             if _FIXED_KEY in attrs:
                 ctx.fixed[slot] = dict(attrs[_FIXED_KEY])
         ctx.slots.append(slot)
-        ctx.members.setdefault(slot[0], []).append(t.number)
+        ctx.members.setdefault(slot[0], []).append(number)
 
     def _index(self, study: Study, ctx: _StudyContext, upto: FrozenTrial | None = None) -> None:
         """Index every trial up to ``upto`` (or all trials when None); cheap when only a few are new."""
         if upto is not None and upto.number < len(ctx.slots):
             return
         if upto is not None and upto.number - len(ctx.slots) <= 16:
+            numbers = range(len(ctx.slots), upto.number)
+            found = system_attrs(study, numbers)
             storage = study._storage
-            for number in range(len(ctx.slots), upto.number):
-                tid = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-                self._index_trial(ctx, storage.get_trial(tid))
-            self._index_trial(ctx, upto)
+            for number in numbers:
+                if found is None:
+                    tid = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+                    self._index_trial(ctx, number, storage.get_trial(tid).system_attrs)
+                else:
+                    self._index_trial(ctx, number, found[number])
+            self._index_trial(ctx, upto.number, upto.system_attrs)
             return
         self._index_list(ctx, study._get_trials(deepcopy=False, use_cache=True))
 
@@ -378,7 +384,7 @@ class GeneticCellSampler(BaseGASampler):
         for t in trials[len(ctx.slots) :]:
             if t.number != len(ctx.slots):  # a gap would misnumber slots; storages number trials 0, 1, ...
                 raise RuntimeError(f"trial numbers are not contiguous at {t.number} (expected {len(ctx.slots)})")
-            self._index_trial(ctx, t)
+            self._index_trial(ctx, t.number, t.system_attrs)
 
     def slot_of(self, study: Study, trial: FrozenTrial) -> tuple[int, int]:
         """The (generation, slot) of ``trial``."""
@@ -508,48 +514,58 @@ class GeneticCellSampler(BaseGASampler):
         """All trials, once no trial of ``generation`` is running (or the timeout passed).
 
         Only that generation is waited for: a trial whose worker died without a heartbeat stays
-        RUNNING for ever, and it must not hold up every later generation too.
+        RUNNING for ever, and it must not hold up every later generation too. While waiting, the
+        poll asks only for the running trials' states where the storage allows (every 0.1 s at
+        most), so the next generation starts soon after the last trial ends.
         """
         deadline = time.monotonic() + self._generation_timeout
         delay = 0.01
         heartbeat = is_heartbeat_enabled(study._storage)
+        next_stale_check = 0.0
         told = False
         while True:
             trials = study._get_trials(deepcopy=False, use_cache=False)
             with ctx.lock:
                 self._index_list(ctx, trials)
-                running = [
+                waiting_on = [
                     n
                     for n in ctx.members.get(generation, [])
                     if n < len(trials) and n != current and trials[n].state == TrialState.RUNNING
                 ]
-            if not running:
+            if not waiting_on:
                 return trials
-            if heartbeat:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-            elif not told and delay >= 0.5:
-                _log.info(
-                    "waiting up to %.0f s for running trials %s of generation %d before choosing the next parents; "
-                    "without a storage heartbeat a trial whose worker died stays RUNNING until then "
-                    "(use RDBStorage(heartbeat_interval=...) to have such trials failed and retried)",
-                    self._generation_timeout,
-                    running,
-                    generation,
-                )
-                told = True
-            if time.monotonic() >= deadline:
-                _log.warning(
-                    "generation %d still has running trials %s after %.0f s; choosing the next parents without "
-                    "them (raise generation_timeout to wait longer)",
-                    generation,
-                    running,
-                    self._generation_timeout,
-                )
-                return trials
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            while waiting_on:  # then read everything again: a retry may have joined the generation
+                if heartbeat and time.monotonic() >= next_stale_check:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(study)
+                    next_stale_check = time.monotonic() + 1.0
+                elif not heartbeat and not told and delay >= 0.1:
+                    _log.info(
+                        "waiting up to %.0f s for running trials %s of generation %d before choosing the next "
+                        "parents; without a storage heartbeat a trial whose worker died stays RUNNING until then "
+                        "(use RDBStorage(heartbeat_interval=...) to have such trials failed and retried)",
+                        self._generation_timeout,
+                        waiting_on,
+                        generation,
+                    )
+                    told = True
+                if time.monotonic() >= deadline:
+                    _log.warning(
+                        "generation %d still has running trials %s after %.0f s; choosing the next parents "
+                        "without them (raise generation_timeout to wait longer)",
+                        generation,
+                        waiting_on,
+                        self._generation_timeout,
+                    )
+                    return study._get_trials(deepcopy=False, use_cache=False)
+                time.sleep(delay)
+                still = running(study, waiting_on)
+                if still is None:  # no cheap poll on this storage
+                    delay = min(delay * 1.5, 0.5)
+                    break
+                delay = min(delay * 1.5, 0.1)
+                waiting_on = sorted(still)
 
     def _selector_for(self, generation: int) -> ParentSelector:
         t = self._tournament

@@ -19,6 +19,7 @@ from torch import nn
 from nas_sampler import ops as _ops
 from nas_sampler.errors import ConfigError, GenotypeError, SpaceMismatchError
 from nas_sampler.genotype import Edge, Genotype
+from nas_sampler.rdb import store_params
 
 SPACE_ATTR = "nas_sampler:space"
 GENOTYPE_ATTR = "genotype"
@@ -457,50 +458,23 @@ def recorded_space(study: optuna.Study) -> SearchSpace | None:
 
 
 def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution]) -> None:
-    """Store the sampler's values of all of ``dists`` in one transaction.
-
-    Optuna stores each ``suggest_*`` in a transaction of its own (a ``CellSpace`` genotype has 80
-    parameters: 80 commits, the bulk of a trial's overhead with many workers on PostgreSQL). On an
-    RDB storage the values the sampler chose (``trial.relative_params``) are written here at once
-    and put on the trial, so the ``suggest_*`` calls that follow find them and write nothing.
-    Anything else (another storage, parameters not chosen by the sampler) takes Optuna's usual path.
-    Uses Optuna's RDB models, which are not public: if they change, this falls back to that path.
-    """
+    """Store the sampler's values of all of ``dists`` in one transaction where the storage allows
+    (:func:`nas_sampler.rdb.store_params`); anything not chosen by the sampler (a retry, an enqueued
+    trial, another sampler's independent draws) takes Optuna's usual path."""
     try:
-        from optuna.storages import RDBStorage
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        storage = getattr(trial.storage, "_backend", trial.storage)
-        if not isinstance(storage, RDBStorage):
-            return
         cached = trial._cached_frozen_trial
-        fixed = cached.system_attrs.get("fixed_params", {})
-        missing = [name for name in dists if name not in cached.params and name not in fixed]
-        if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose
-            return
         chosen = trial.relative_params
         search_space = trial.relative_search_space or {}
-    except (ImportError, AttributeError):
+    except AttributeError:
         return
-    todo = {name: dists[name] for name in missing if name in chosen and search_space.get(name) == dists[name]}
-    if not todo:
-        return
-    with _create_scoped_session(storage.scoped_session, True) as session:
-        row = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
-        storage.check_trial_is_updatable(trial._trial_id, row.state)
-        session.add_all(
-            models.TrialParamModel(
-                trial_id=trial._trial_id,
-                param_name=name,
-                param_value=dist.to_internal_repr(chosen[name]),
-                distribution_json=optuna.distributions.distribution_to_json(dist),
-            )
-            for name, dist in todo.items()
-        )
-    for name, dist in todo.items():
-        cached.params[name] = chosen[name]
-        cached.distributions[name] = dist
+    fixed = cached.system_attrs.get("fixed_params", {})
+    todo = {
+        name: dist
+        for name, dist in dists.items()
+        if name not in cached.params and name not in fixed and name in chosen and search_space.get(name) == dist
+    }
+    if todo:
+        store_params(trial, {name: chosen[name] for name in todo}, todo)
 
 
 #: (study id, space definition) pairs already checked against each storage by this process: a

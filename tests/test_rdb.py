@@ -1,0 +1,79 @@
+"""The RDB fast paths answer exactly what Optuna's public API answers, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas_sampler import rdb
+from nas_sampler.sampler import RETRY_ATTR
+
+
+def _mixed_study(storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """A study with trials in every state a search sees: complete, failed, running, a retry, waiting."""
+    study = optuna.create_study(storage=storage, study_name=f"rdb-{uuid.uuid4().hex[:8]}")
+    sid = study._study_id
+    done = study.ask()
+    done.suggest_int("x", 0, 9)
+    study.tell(done, 1.0)
+    failed = study.ask()
+    study.tell(failed, state=TrialState.FAIL)
+    running = study.ask()
+    running.suggest_categorical("op", ["a", "b"])
+    storage.set_trial_system_attr(running._trial_id, "slot", {"g": 0, "s": 2, "n": running.number})
+    retry = storage.create_new_trial(sid)
+    storage.set_trial_system_attr(retry, RETRY_ATTR, failed.number)
+    study.enqueue_trial({"x": 3})
+    return study
+
+
+def test_fast_paths_equal_optunas_answers(storage_url: str) -> None:
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = _mixed_study(storage)
+    other = _mixed_study(storage)  # a second study in the same database must not leak in
+    other.enqueue_trial({"x": 4})
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.RUNNING,
+        TrialState.RUNNING,
+        TrialState.WAITING,
+    ]
+    taken = sum(1 for t in trials if RETRY_ATTR not in t.system_attrs)
+    assert rdb.count_slots(study, RETRY_ATTR) == (True, taken) == (True, 4)
+    assert rdb.system_attrs(study, range(len(trials))) == {t.number: t.system_attrs for t in trials}
+    assert rdb.system_attrs(study, range(1, 3)) == {1: trials[1].system_attrs, 2: trials[2].system_attrs}
+    assert rdb.system_attrs(study, range(3, 9)) is None  # trials 5..8 do not exist: not a partial answer
+    assert rdb.running(study, list(range(len(trials)))) == {2, 3}
+    assert rdb.running(study, [0, 1, 4]) == set()
+    study.tell(study.ask(), 2.0)  # pops the waiting trial
+    assert rdb.count_slots(study, RETRY_ATTR) == (False, 4)
+
+
+def test_fast_paths_step_aside_for_other_storages() -> None:
+    """In memory (or any non-RDB storage) each helper says so, and callers take Optuna's path."""
+    study = _mixed_study(optuna.storages.InMemoryStorage())
+    assert rdb.count_slots(study, RETRY_ATTR) is None
+    assert rdb.system_attrs(study, range(2)) is None
+    assert rdb.running(study, [0, 1]) is None
+    trial = study.ask()
+    dist = optuna.distributions.CategoricalDistribution(["a", "b"])
+    assert rdb.store_params(trial, {"op": "a"}, {"op": dist}) is False
+    assert trial.params == {}
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgresql"])
+def test_cli_counts_slots_the_same_with_and_without_the_fast_path(
+    url: str, request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nas_sampler import cli
+
+    storage_url = f"sqlite:///{tmp_path / 's.db'}" if url == "sqlite" else request.getfixturevalue("postgres_server")
+    study = _mixed_study(optuna.storages.RDBStorage(storage_url))
+    fast = cli._slots(study)
+    monkeypatch.setattr(cli, "count_slots", lambda *a: None)
+    assert cli._slots(study) == fast == (True, 4)
