@@ -151,7 +151,7 @@ class _StudyContext:
     members: dict[int, list[int]] = field(default_factory=dict)  # generation -> trial numbers in it
     gens: dict[int, _Generation] = field(default_factory=dict)
     genotypes: dict[int, str] = field(default_factory=dict)  # finished trial number -> genotype string
-    known: Counter[str] = field(default_factory=Counter)  # non-failed genotypes of generations < known_gen
+    known: Counter[str] = field(default_factory=Counter)  # genotypes of generations < known_gen
     known_gen: int = 0
     pending: dict[int, str | None] = field(default_factory=dict)  # counted while unfinished: recheck later
 
@@ -641,18 +641,17 @@ class GeneticCellSampler(BaseGASampler):
             return gen
 
     def _known_before(self, ctx: _StudyContext, trials: Sequence[FrozenTrial], g: int) -> Counter[str]:
-        """Genotypes of the non-failed trials of generations before ``g``, kept up to date
-        incrementally (each trial is read once, plus trials still unfinished when first read)."""
+        """Genotypes of the trials of generations before ``g``, kept up to date incrementally (each
+        trial is read once, plus trials still unfinished when first read).
+
+        Failed trials count too: a failed genotype is retried in its own slot, never proposed again
+        as a new child. (Optuna fails a stale trial and creates its retry in two transactions; a
+        worker reading between them, which left failed genotypes out, could propose it again.)"""
 
         def read(n: int, counted: str | None) -> None:
             t = trials[n] if n < len(trials) else None
             if t is None:
                 ctx.pending[n] = counted
-                return
-            if t.state == TrialState.FAIL:
-                if counted is not None:
-                    ctx.known[counted] -= 1
-                ctx.pending.pop(n, None)
                 return
             if counted is None:
                 counted = self._genotype_of(ctx, t, trials)
@@ -667,7 +666,7 @@ class GeneticCellSampler(BaseGASampler):
             known: Counter[str] = Counter()
             for k in range(g):
                 for n in ctx.members.get(k, []):
-                    if n < len(trials) and trials[n].state != TrialState.FAIL:
+                    if n < len(trials):
                         text = self._genotype_of(ctx, trials[n], trials)
                         if text is not None:
                             known[text] += 1

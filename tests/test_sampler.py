@@ -389,6 +389,30 @@ def test_failed_trials_keep_their_slot_and_are_never_parents() -> None:
         assert not failed & {t.number for t in study.sampler.select_parent(study, g)}
 
 
+def test_a_failed_genotype_is_never_proposed_again() -> None:
+    """A genotype whose trial failed is not drawn again as a new child (it is retried in its own
+    slot, or not at all): in a space of a few dozen genotypes, children land on it often otherwise.
+    (Optuna fails a stale trial and creates its retry in two steps; a worker that read between
+    them must not propose the genotype a second time.)"""
+    tiny = CellSpace(ops=["skip_connect", "avg_pool_3x3"], max_nodes=3, channel_choices=(0, 4))
+    for seed in range(4):
+        failing: set[str] = set()
+
+        def objective(trial: optuna.Trial, failing: set[str] = failing) -> tuple[float, float, float]:
+            g = str(tiny.suggest(trial))
+            if trial.number % 3 == 0:
+                failing.add(g)
+                raise ValueError("synthetic failure")
+            return float(len(g)), float(g.count("skip")), float(g.count("pool"))
+
+        sampler = GeneticCellSampler(population_size=4, seed=seed, space=tiny)
+        study = optuna.create_study(directions=["minimize"] * 3, sampler=sampler)
+        study.optimize(objective, n_trials=24, catch=(ValueError,))
+        genotypes = [t.user_attrs["genotype"] for t in study.trials]
+        for text in failing:
+            assert genotypes.count(text) == 1, (seed, text, genotypes)
+
+
 def test_constraints_make_feasible_trials_the_parents() -> None:
     def constrained(trial: optuna.Trial) -> tuple[float, float, float]:
         g = SPACE.suggest(trial)
