@@ -4,7 +4,8 @@ Each worker is a separate process running the CLI's worker loop (``nas_sampler.c
 storage with heartbeat and stale-trial retry, stop when the search's slots are used up) on the
 default ``CellSpace`` (or ``--space nb201``) with an objective that only sleeps (200 ms by default), so two cores do not
 limit it. Prints trials per second (first trial start to last trial end, from the storage's
-timestamps, so process start-up is not counted), the speed-up over one worker, and the sampler's
+timestamps; the workers start their loops together once all have imported and opened the
+storage, so process start-up is not counted), the speed-up over one worker, and the sampler's
 share of each trial's time (of which: waiting for the previous generation at a boundary). The last
 line is one JSON object with ``speedup_4_workers``.
 
@@ -83,6 +84,12 @@ def worker(url: str, study_name: str, trials: int, population: int, sleep: float
         ops = [e.op for _, e in g.edges()]
         return float(len(str(g))), float(len(set(ops))), float(sum(op.startswith(("sep", "nor")) for op in ops))
 
+    # start together: the driver says go once every worker has imported and opened the storage, so a
+    # slow start-up (4 processes importing torch on 2 cores) does not leave a worker idle in the span
+    Path(f"{stats}.ready").write_text("")
+    go = stats.parent / f"{study_name}.go"
+    while not go.exists():
+        time.sleep(0.005)
     cli.run_trials(study, objective, trials)
     stats.write_text(json.dumps(timing))
 
@@ -107,6 +114,11 @@ def run(
         )
         for f in files
     ]
+    while not all(Path(f"{f}.ready").exists() for f in files):
+        if any(p.poll() is not None for p in procs):
+            break  # a worker failed: its error is reported below
+        time.sleep(0.01)
+    (folder / f"{name}.go").write_text("")
     for p in procs:
         _, err = p.communicate()
         if p.returncode != 0:

@@ -515,10 +515,12 @@ class GeneticCellSampler(BaseGASampler):
 
         Only that generation is waited for: a trial whose worker died without a heartbeat stays
         RUNNING for ever, and it must not hold up every later generation too. While waiting, the
-        poll asks only for the running trials' states where the storage allows (every 0.1 s at
-        most), so the next generation starts soon after the last trial ends.
+        poll asks only for the running trials' states where the storage allows, as often as keeps
+        its delay within a tenth of the wait so far, so the next generation starts soon after the
+        last trial ends.
         """
-        deadline = time.monotonic() + self._generation_timeout
+        started = time.monotonic()
+        deadline = started + self._generation_timeout
         delay = 0.01
         heartbeat = is_heartbeat_enabled(study._storage)
         next_stale_check = 0.0
@@ -564,7 +566,8 @@ class GeneticCellSampler(BaseGASampler):
                 if still is None:  # no cheap poll on this storage
                     delay = min(delay * 1.5, 0.5)
                     break
-                delay = min(delay * 1.5, 0.1)
+                # a cheap poll: its latency is kept to a tenth of the time waited so far
+                delay = min(0.5, max(0.01, 0.1 * (time.monotonic() - started)))
                 waiting_on = sorted(still)
 
     def _selector_for(self, generation: int) -> ParentSelector:
