@@ -135,3 +135,25 @@ def test_sampled_genotype_is_stored_in_one_transaction_on_rdb_storage(tmp_path) 
     )
     again.optimize(lambda t: float(len(str(space.suggest(t)))), n_trials=6)
     assert [t.user_attrs["genotype"] for t in again.trials] == [str(g) for g in genotypes]
+
+
+def test_a_trial_whose_parameters_are_all_given_does_not_ask_the_sampler(tmp_path) -> None:
+    """An enqueued trial (or a retry) carries its genotype: the sampler is not asked for one (at a
+    generation boundary that would wait for the previous generation for nothing)."""
+    from nas_sampler import GeneticCellSampler
+
+    space = CellSpace()
+    asked: list[int] = []
+
+    class Counting(GeneticCellSampler):
+        def sample_relative(self, study, trial, search_space):  # noqa: ANN001, ANN201
+            asked.append(trial.number)
+            return super().sample_relative(study, trial, search_space)
+
+    given = space.to_params(space.random(np.random.default_rng(0)))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'q.db'}")
+    study = optuna.create_study(storage=storage, sampler=Counting(population_size=4, seed=0, space=space))
+    study.enqueue_trial(given)
+    study.optimize(lambda t: float(len(str(space.suggest(t)))), n_trials=2)
+    assert study.trials[0].params == given
+    assert asked == [1]
