@@ -66,13 +66,11 @@ def test_fast_paths_step_aside_for_other_storages() -> None:
     assert trial.params == {}
 
 
-@pytest.mark.parametrize("url", ["sqlite", "postgresql"])
 def test_cli_counts_slots_the_same_with_and_without_the_fast_path(
-    url: str, request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.MonkeyPatch
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nas_sampler import cli
 
-    storage_url = f"sqlite:///{tmp_path / 's.db'}" if url == "sqlite" else request.getfixturevalue("postgres_server")
     study = _mixed_study(optuna.storages.RDBStorage(storage_url))
     fast = cli._slots(study)
     monkeypatch.setattr(cli, "count_slots", lambda *a: None)
