@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.trial import TrialState
 
@@ -86,8 +87,6 @@ def store_params(trial: optuna.Trial, values: dict[str, Any], dists: dict[str, B
 def count_slots(study: optuna.Study, retry_attr: str) -> tuple[bool, int] | None:
     """``(a trial is waiting, number of trials not marked with retry_attr)`` in two small queries,
     instead of reading every trial; None when the fast path does not apply."""
-    import sqlalchemy as sa
-
     db = _open(study._storage)
     if db is None:
         return None
@@ -107,14 +106,12 @@ def system_attrs(study: optuna.Study, numbers: range) -> dict[int, dict[str, Any
     if db is None:
         return None
     T, A = db.trials, db.attrs
-    found: dict[int, dict[str, Any]] = {}
     with db.session() as session:
         rows = session.query(T.number, T.trial_id).filter(
             T.study_id == study._study_id, T.number >= numbers.start, T.number < numbers.stop
         )
         ids = {trial_id: number for number, trial_id in rows}
-        for number in ids.values():
-            found[number] = {}
+        found: dict[int, dict[str, Any]] = {number: {} for number in ids.values()}
         if ids:
             for trial_id, key, value in session.query(A.trial_id, A.key, A.value_json).filter(A.trial_id.in_(ids)):
                 found[ids[trial_id]][key] = json.loads(value)

@@ -461,16 +461,15 @@ def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution
     """Store the sampler's values of all of ``dists`` in one transaction where the storage allows
     (:func:`nas_sampler.rdb.store_params`); anything not chosen by the sampler (a retry, an enqueued
     trial, another sampler's independent draws) takes Optuna's usual path."""
-    try:
-        cached = trial._cached_frozen_trial
-        fixed = cached.system_attrs.get("fixed_params", {})
-        missing = [name for name in dists if name not in cached.params and name not in fixed]
-        if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose, so not asked
-            return
-        chosen = trial.relative_params
-        search_space = trial.relative_search_space or {}
-    except AttributeError:
+    cached = getattr(trial, "_cached_frozen_trial", None)  # Optuna's private copy of the trial
+    if cached is None:
         return
+    fixed = cached.system_attrs.get("fixed_params", {})
+    missing = [name for name in dists if name not in cached.params and name not in fixed]
+    if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose, so not asked
+        return
+    chosen = trial.relative_params  # an error of the sampler's propagates, as from suggest_*
+    search_space = trial.relative_search_space or {}
     todo = {name: dists[name] for name in missing if name in chosen and search_space.get(name) == dists[name]}
     if todo:
         store_params(trial, {name: chosen[name] for name in todo}, todo)
