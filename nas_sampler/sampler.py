@@ -62,7 +62,7 @@ from nas_sampler.evolution import (
     select_survivors,
 )
 from nas_sampler.genotype import Genotype
-from nas_sampler.rdb import running, system_attrs
+from nas_sampler.rdb import read_trials, running, system_attrs
 from nas_sampler.space import GENOTYPE_ATTR, CellSpace, SearchSpace, recorded_space
 
 _log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ class _StudyContext:
     seed: int
     space: SearchSpace
     space_recorded: bool
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # re-entered: _index reads through _trials
     slots: list[tuple[int, int]] = field(default_factory=list)  # by trial number
     holders: dict[tuple[int, int], int] = field(default_factory=dict)  # slot -> first trial number in it
     fixed: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # enqueued params by slot
@@ -154,6 +154,9 @@ class _StudyContext:
     known: Counter[str] = field(default_factory=Counter)  # genotypes of generations < known_gen
     known_gen: int = 0
     pending: dict[int, str | None] = field(default_factory=dict)  # counted while unfinished: recheck later
+    finished: dict[int, FrozenTrial] = field(default_factory=dict)  # read by rdb.read_trials; never change
+    unfinished: set[int] = field(default_factory=set)  # numbers below read_upto not finished when read
+    read_upto: int = 0
 
     def forget_genotypes(self) -> None:
         """The space changed (the objective's was recorded): genotypes must be read again."""
@@ -378,7 +381,31 @@ class GeneticCellSampler(BaseGASampler):
                     self._index_trial(ctx, number, found[number])
             self._index_trial(ctx, upto.number, upto.system_attrs)
             return
-        self._index_list(ctx, study._get_trials(deepcopy=False, use_cache=True))
+        self._index_list(ctx, self._trials(study, ctx))
+
+    def _trials(self, study: Study, ctx: _StudyContext) -> list[FrozenTrial]:
+        """All trials, fresh. Where the storage allows, only those not finished when last read are
+        read (``rdb.read_trials``), so a generation boundary reads one generation, not every running
+        trial again with all its parameters through Optuna's ORM."""
+        with ctx.lock:
+            start, again = ctx.read_upto, sorted(ctx.unfinished)
+        fresh = read_trials(study, start, again)
+        if fresh is None:
+            return study._get_trials(deepcopy=False, use_cache=False)
+        with ctx.lock:
+            new = {t.number: t for t in fresh}
+            for t in fresh:
+                if t.state.is_finished():
+                    ctx.finished[t.number] = t
+                    ctx.unfinished.discard(t.number)
+                else:
+                    ctx.unfinished.add(t.number)
+            upto = max(start, max(new, default=-1) + 1)
+            ctx.read_upto = max(ctx.read_upto, upto)
+            trials = [ctx.finished[n] if n in ctx.finished else new.get(n) for n in range(upto)]
+        if any(t is None for t in trials):  # a number missing from the storage: let Optuna's read decide
+            return study._get_trials(deepcopy=False, use_cache=False)
+        return trials  # type: ignore[return-value]
 
     def _index_list(self, ctx: _StudyContext, trials: Sequence[FrozenTrial]) -> None:
         for t in trials[len(ctx.slots) :]:
@@ -526,7 +553,7 @@ class GeneticCellSampler(BaseGASampler):
         next_stale_check = 0.0
         told = False
         while True:
-            trials = study._get_trials(deepcopy=False, use_cache=False)
+            trials = self._trials(study, ctx)
             with ctx.lock:
                 self._index_list(ctx, trials)
                 waiting_on = [
@@ -560,7 +587,7 @@ class GeneticCellSampler(BaseGASampler):
                         waiting_on,
                         self._generation_timeout,
                     )
-                    return study._get_trials(deepcopy=False, use_cache=False)
+                    return self._trials(study, ctx)
                 time.sleep(delay)
                 still = running(study, waiting_on)
                 if still is None:  # no cheap poll on this storage
@@ -585,7 +612,7 @@ class GeneticCellSampler(BaseGASampler):
                 return ctx.gens[g]
         cached = None if g == 0 else study._storage.get_study_system_attrs(study._study_id).get(self._parents_key(g))
         if g == 0:
-            trials = study._get_trials(deepcopy=False, use_cache=True)
+            trials = self._trials(study, ctx)
             parent_numbers: list[int] = []
             state = AdaptiveState()
         elif cached is None:
@@ -612,7 +639,7 @@ class GeneticCellSampler(BaseGASampler):
             self._write_study_attr(study, self._parents_key(g), {"parents": chosen_numbers, "state": state.to_dict()})
             parent_numbers = chosen_numbers
         else:
-            trials = study._get_trials(deepcopy=False, use_cache=True)
+            trials = self._trials(study, ctx)
             parent_numbers = [int(n) for n in cached["parents"]]
             state = AdaptiveState.from_dict(cached["state"])
         with ctx.lock:

@@ -18,7 +18,11 @@ def _mixed_study(storage: optuna.storages.BaseStorage) -> optuna.Study:
     sid = study._study_id
     done = study.ask()
     done.suggest_int("x", 0, 9)
-    study.tell(done, 1.0)
+    done.suggest_float("lr", 1e-4, 1.0, log=True)
+    done.report(float("-inf"), 2)
+    done.report(0.5, 1)
+    done.set_user_attr("genotype", {"cell": [1, 2]})
+    study.tell(done, float("inf"))
     failed = study.ask()
     study.tell(failed, state=TrialState.FAIL)
     running = study.ask()
@@ -50,8 +54,12 @@ def test_fast_paths_equal_optunas_answers(storage_url: str) -> None:
     assert rdb.system_attrs(study, range(3, 9)) is None  # trials 5..8 do not exist: not a partial answer
     assert rdb.running(study, list(range(len(trials)))) == {2, 3}
     assert rdb.running(study, [0, 1, 4]) == set()
+    assert rdb.read_trials(study, 0, []) == trials
+    assert rdb.read_trials(study, 3, [0]) == [trials[0], *trials[3:]]
+    assert rdb.read_trials(study, 9, []) == []
     study.tell(study.ask(), 2.0)  # pops the waiting trial
     assert rdb.count_slots(study, RETRY_ATTR) == (False, 4)
+    assert rdb.read_trials(study, 4, [2]) == [study.trials[2], study.trials[4]]
 
 
 def test_fast_paths_step_aside_for_other_storages() -> None:
@@ -60,6 +68,7 @@ def test_fast_paths_step_aside_for_other_storages() -> None:
     assert rdb.count_slots(study, RETRY_ATTR) is None
     assert rdb.system_attrs(study, range(2)) is None
     assert rdb.running(study, [0, 1]) is None
+    assert rdb.read_trials(study, 0, []) is None
     trial = study.ask()
     dist = optuna.distributions.CategoricalDistribution(["a", "b"])
     assert rdb.store_params(trial, {"op": "a"}, {"op": dist}) is False

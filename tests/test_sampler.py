@@ -19,6 +19,7 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from nas_sampler import sampler as sampler_module
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
 from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
@@ -296,6 +297,21 @@ def test_parent_cache_is_one_attribute_and_recomputes_identically(tmp_path: Path
     resumed.optimize(objective, n_trials=3)
     assert resumed._storage.get_study_system_attrs(resumed._study_id)[key] == before
     assert _completed_genotypes(resumed) == reference
+
+
+def test_reading_trials_through_the_fast_path_gives_the_same_search(db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler's own incremental read (rdb.read_trials) and Optuna's get_trials give one search."""
+
+    def search(name: str) -> list[str]:
+        study = optuna.create_study(
+            storage=db(name), study_name="r", directions=["minimize"] * 3, sampler=GeneticCellSampler(5, seed=3)
+        )
+        study.optimize(objective, n_trials=23)
+        return _completed_genotypes(study)
+
+    fast = search("fast")
+    monkeypatch.setattr(sampler_module, "read_trials", lambda *a: None)
+    assert search("optuna") == fast
 
 
 # ---- workers ---------------------------------------------------------------------------------
