@@ -39,6 +39,7 @@ from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
 from nas_sampler import DartsTournament, GeneticCellSampler, NB201Space, TrainingFreeObjective  # noqa: E402
 from nas_sampler.evolution import rank_sums  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
+from nas_sampler.objective import HEURISTIC_METRICS  # noqa: E402
 from nas_sampler.space import record_space  # noqa: E402
 
 SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
@@ -68,6 +69,7 @@ def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:
         seed=seed,
         device="cpu",
         extra_objectives=[e for e in settings["extra"].split(",") if e],
+        metrics=[m for m in settings.get("metrics", ",".join(HEURISTIC_METRICS)).split(",") if m],
         ntk_mode=settings["ntk_mode"],
         ntk_batch=settings["ntk_batch"] if settings["ntk_batch"] < settings["batch_size"] else None,
     )
@@ -225,6 +227,11 @@ def main() -> None:
         help="extra objectives beside the three scores, comma-separated ('' for none; default params:maximize, "
         "the parameter count as a fourth accuracy proxy)",
     )
+    p.add_argument(
+        "--metrics",
+        default=",".join(HEURISTIC_METRICS),
+        help=f"training-free scores to use, comma-separated (default {','.join(HEURISTIC_METRICS)})",
+    )
     p.add_argument("--cells-per-stage", type=int, default=5, help="NB201 skeleton depth (5 = the benchmark's)")
     p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")
     p.add_argument("--csv", type=Path, default=NB201_CSV, help="NAS-Bench-201 CIFAR-10 accuracies")
@@ -254,9 +261,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(
         f"NB201 search: samplers {names}, {args.seeds} seeds, budget {args.budget}, batch {args.batch_size}, "
-        f"objectives ntk_cond ({args.ntk_mode}, {min(args.ntk_batch, args.batch_size)} images), activation, "
-        f"jacobian{''.join(', ' + e for e in extra)}, cells/stage "
-        f"{args.cells_per_stage}",
+        f"objectives {args.metrics}{''.join(',' + e for e in extra)} (NTK {args.ntk_mode} on "
+        f"{min(args.ntk_batch, args.batch_size)} images), cells/stage {args.cells_per_stage}",
         flush=True,
     )
     runs = []
