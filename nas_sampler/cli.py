@@ -28,7 +28,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
-from nas_sampler.rdb import count_slots
+from nas_sampler.rdb import FastRDBStorage, count_slots
 from nas_sampler.sampler import RETRY_ATTR
 
 _log = logging.getLogger(__name__)
@@ -86,10 +86,10 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
             if sqlite_path is not None:
                 _check_sqlite_file(sqlite_path)
             try:
-                return optuna.storages.RDBStorage(url, **kwargs)
+                return FastRDBStorage(url, **kwargs)
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
                 time.sleep(1.0)
-                return optuna.storages.RDBStorage(url, **kwargs)
+                return FastRDBStorage(url, **kwargs)
     except NASError:
         raise
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/Optuna raise many kinds; the user needs one line

@@ -143,6 +143,29 @@ def read_trials(study: optuna.Study, start: int, also: list[int]) -> list[Frozen
     db = _open(study._storage)
     if db is None:
         return None
+    T = db.trials
+    wanted = T.number >= start
+    if also:
+        wanted = sa.or_(wanted, T.number.in_(also))
+    return _read(db, sa.and_(T.study_id == study._study_id, wanted))
+
+
+class FastRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's ``RDBStorage`` whose ``get_trial`` reads through :func:`read_trials`' Core queries.
+
+    ``study.tell`` reads the trial twice and ``optuna.Trial`` once: with 80 parameters that is most
+    of a worker's storage time on PostgreSQL. The answer is the same as Optuna's (tested); where the
+    fast path does not apply, Optuna's own read answers."""
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        db = _open(self)
+        found = None if db is None else _read(db, db.trials.trial_id == trial_id)
+        return found[0] if found else super().get_trial(trial_id)  # [] : Optuna's error for a missing trial
+
+
+def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
+    """The trials matching ``condition`` (on the trials table), built as Optuna builds them; None
+    when Optuna's columns are not where they were."""
     m, T = db.models, db.trials
     start_utc, complete_utc = getattr(T, "_datetime_start_utc", None), getattr(T, "_datetime_complete_utc", None)
     if start_utc is None or complete_utc is None:  # the columns moved: Optuna's read
@@ -151,14 +174,9 @@ def read_trials(study: optuna.Study, start: int, also: list[int]) -> list[Frozen
     def local(prop: property, column: str, value: Any) -> Any:  # Optuna's own UTC-to-local conversion
         return prop.fget(SimpleNamespace(**{column: value}))  # type: ignore[misc]
 
-    wanted = T.number >= start
-    if also:
-        wanted = sa.or_(wanted, T.number.in_(also))
     with db.session() as session:
         rows = session.execute(
-            sa.select(T.trial_id, T.number, T.state, start_utc, complete_utc)
-            .where(T.study_id == study._study_id, wanted)
-            .order_by(T.number)
+            sa.select(T.trial_id, T.number, T.state, start_utc, complete_utc).where(condition).order_by(T.number)
         ).all()
         ids = [r.trial_id for r in rows]
 

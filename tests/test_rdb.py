@@ -55,6 +55,10 @@ def test_fast_paths_equal_optunas_answers(storage_url: str) -> None:
     assert rdb.running(study, list(range(len(trials)))) == {2, 3}
     assert rdb.running(study, [0, 1, 4]) == set()
     assert rdb.read_trials(study, 0, []) == trials
+    fast = rdb.FastRDBStorage(storage_url)
+    assert [fast.get_trial(t._trial_id) for t in trials] == trials
+    with pytest.raises(KeyError):  # Optuna's error for a trial that does not exist
+        fast.get_trial(10**9)
     assert rdb.read_trials(study, 3, [0]) == [trials[0], *trials[3:]]
     assert rdb.read_trials(study, 9, []) == []
     study.tell(study.ask(), 2.0)  # pops the waiting trial
