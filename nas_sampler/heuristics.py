@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +183,7 @@ def score_all(
     seed: int | None = 0,
     on_degenerate: str = "raise",
     ntk_batch: int | None = None,
+    metrics: Sequence[str] = SCORE_NAMES,
 ) -> dict[str, float]:
     """``{"ntk_cond", "activation", "jacobian"}`` of ``net`` on ``images``, all lower-is-better, equal to
     the individual functions, computed together: one forward pass (ReLU codes, layer inputs), one
@@ -204,16 +205,22 @@ def score_all(
         ntk_batch: the NTK on the first ``ntk_batch`` images only (None: all). The exact mode costs one
             backward pass per image, so it is usually run on fewer images than the other two scores
             (TE-NAS used 32); the fast mode then needs a pass of its own.
+        metrics: the scores to compute (default all three); the result has only these keys, and a
+            score left out costs nothing (without the NTK, no per-sample weight gradients).
     """
+    want = tuple(m for m in SCORE_NAMES if m in metrics)
+    if isinstance(metrics, str) or not want or len(want) != len(set(metrics)) or len(want) != len(metrics):
+        raise ConfigError(f"metrics={metrics!r} is invalid: give one or more distinct names of {list(SCORE_NAMES)}")
     B = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None
-    if check_ntk_batch(ntk_batch) is not None:
+    if check_ntk_batch(ntk_batch) is not None and "ntk_cond" in want:
         if B is not None and ntk_batch < B:
             _check_args(net, images, ntk_mode, memory_budget, on_degenerate)
             args = (device, memory_budget, seed)
-            scores, reasons = _run_raw(net, images, ("activation", "jacobian"), "fast", *args)
+            others = tuple(m for m in want if m != "ntk_cond")
+            scores, reasons = _run_raw(net, images, others, "fast", *args) if others else ({}, {})
             ntk, ntk_reasons = _run_raw(net, images[:ntk_batch], ("ntk_cond",), ntk_mode, *args)
             return _verdict({"ntk_cond": ntk["ntk_cond"], **scores}, {**ntk_reasons, **reasons}, on_degenerate)
-    return _run(net, images, SCORE_NAMES, ntk_mode, device, memory_budget, seed, on_degenerate)
+    return _run(net, images, want, ntk_mode, device, memory_budget, seed, on_degenerate)
 
 
 # ----------------------------------------------------------------------------- capture of one forward pass

@@ -296,6 +296,7 @@ class TrainingFreeObjective:
             "device": self.device,
             "seed": init_seed(self.seed, genotype),
             "ntk_batch": self.ntk_batch,
+            "metrics": self.metrics,  # a score that is not an objective is not computed
         }
         if self.memory_budget is not None:
             kwargs["memory_budget"] = self.memory_budget
@@ -303,7 +304,7 @@ class TrainingFreeObjective:
         try:
             scores = score_all(net, self.images, self.ntk_mode, **kwargs)
         except HeuristicError as e:
-            degenerate = {m: why for m, why in e.reasons.items() if m in self.metrics}
+            degenerate = dict(e.reasons)
             if degenerate and self.on_degenerate == "fail":
                 raise
             scores = e.scores

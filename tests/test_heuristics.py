@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas_sampler import CellSpace, NASError, NB201Space
+from nas_sampler import CellSpace, NASError, NB201Space, heuristics
 from nas_sampler.errors import ConfigError
 from nas_sampler.heuristics import (
     JACOBIAN_K,
@@ -259,6 +259,22 @@ def test_ntk_batch_scores_the_ntk_on_the_first_images_only() -> None:
         net.classifier.weight[0, 0] = float("nan")
     with pytest.raises(HeuristicError, match="NaN or infinite"):
         score_all(net, x, ntk_batch=3)
+
+
+@pytest.mark.parametrize("metrics", [["activation", "jacobian"], ["jacobian"], ["ntk_cond"]])
+def test_score_all_computes_only_the_metrics_asked_for(metrics: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    net, x = nb201_net(ARCHS[1]), batch()
+    full = score_all(net, x, ntk_mode="exact", ntk_batch=3)
+    asked: list[tuple[str, ...]] = []
+    run_raw = heuristics._run_raw
+    monkeypatch.setattr(
+        heuristics, "_run_raw", lambda net, images, want, *a: asked.append(want) or run_raw(net, images, want, *a)
+    )
+    s = score_all(net, x, ntk_mode="exact", ntk_batch=3, metrics=metrics)
+    assert s == {m: pytest.approx(full[m], rel=1e-9) for m in metrics}
+    assert sorted(m for want in asked for m in want) == sorted(metrics)  # nothing else was scored
+    with pytest.raises(ConfigError, match="metrics=.*invalid"):
+        score_all(net, x, metrics=["accuracy"])
 
 
 @pytest.mark.parametrize("training", [True, False])
