@@ -209,7 +209,7 @@ def score_all(
             score left out costs nothing (without the NTK, no per-sample weight gradients).
     """
     want = tuple(m for m in SCORE_NAMES if m in metrics)
-    if isinstance(metrics, str) or not want or len(want) != len(set(metrics)) or len(want) != len(metrics):
+    if isinstance(metrics, str) or not want or sorted(want) != sorted(metrics):
         raise ConfigError(f"metrics={metrics!r} is invalid: give one or more distinct names of {list(SCORE_NAMES)}")
     B = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None
     if check_ntk_batch(ntk_batch) is not None and "ntk_cond" in want:

@@ -137,7 +137,7 @@ def running(study: optuna.Study, numbers: list[int]) -> set[int] | None:
 
 def read_trials(study: optuna.Study, start: int, also: list[int]) -> list[FrozenTrial] | None:
     """The trials numbered ``start`` or more, or in ``also``, equal to what Optuna's ``get_trials``
-    returns for them, in five Core queries: Optuna's ORM read builds an object per parameter and
+    returns for them, in six small Core queries: Optuna's ORM read builds an object per parameter and
     decodes each distribution twice, which for a generation of 80-parameter trials is the largest
     cost at a generation boundary. None when the fast path does not apply."""
     db = _open(study._storage)
@@ -178,12 +178,15 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
         rows = session.execute(
             sa.select(T.trial_id, T.number, T.state, start_utc, complete_utc).where(condition).order_by(T.number)
         ).all()
-        ids = [r.trial_id for r in rows]
 
         def of(model: Any, *columns: str, order: Any = None) -> list[Any]:
-            if not ids:
+            if not rows:
                 return []
-            query = sa.select(model.trial_id, *(getattr(model, c) for c in columns)).where(model.trial_id.in_(ids))
+            query = (  # joined on the same condition: no list of ids (SQLite limits a statement's variables)
+                sa.select(model.trial_id, *(getattr(model, c) for c in columns))
+                .join(T, T.trial_id == model.trial_id)
+                .where(condition)
+            )
             return session.execute(query if order is None else query.order_by(order)).all()
 
         P = m.TrialParamModel
