@@ -173,6 +173,14 @@ def check_ntk_batch(ntk_batch: Any) -> int | None:
     return ntk_batch
 
 
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    """``metrics`` as a list if it names one or more distinct scores, else :class:`ConfigError`."""
+    names = [] if isinstance(metrics, str) else list(metrics)
+    if not names or sorted(set(names) & set(SCORE_NAMES)) != sorted(names):
+        raise ConfigError(f"metrics={metrics!r} is invalid: give one or more distinct names of {list(SCORE_NAMES)}")
+    return names
+
+
 def score_all(
     net: nn.Module,
     images: torch.Tensor,
@@ -208,9 +216,7 @@ def score_all(
         metrics: the scores to compute (default all three); the result has only these keys, and a
             score left out costs nothing (without the NTK, no per-sample weight gradients).
     """
-    want = tuple(m for m in SCORE_NAMES if m in metrics)
-    if isinstance(metrics, str) or not want or sorted(want) != sorted(metrics):
-        raise ConfigError(f"metrics={metrics!r} is invalid: give one or more distinct names of {list(SCORE_NAMES)}")
+    want = tuple(m for m in SCORE_NAMES if m in check_metrics(metrics))
     B = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None
     if check_ntk_batch(ntk_batch) is not None and "ntk_cond" in want:
         if B is not None and ntk_batch < B:

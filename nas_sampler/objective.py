@@ -156,19 +156,13 @@ class TrainingFreeObjective:
             raise ConfigError(f"on_degenerate={on_degenerate!r} is unknown; choose 'fail' or 'worst'")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"seed={seed!r} is invalid: give an integer")
-        metrics = list(metrics)
-        bad = [m for m in metrics if m not in HEURISTIC_METRICS]
-        if not metrics or bad or len(set(metrics)) != len(metrics):
-            raise ConfigError(
-                f"metrics={metrics} is invalid: give one or more distinct names of {list(HEURISTIC_METRICS)}"
-            )
+        from nas_sampler.heuristics import check_metrics, check_ntk_batch
+
+        self.metrics = check_metrics(metrics)
         self.space = space
         self.seed = seed
         self.ntk_mode = ntk_mode
-        from nas_sampler.heuristics import check_ntk_batch
-
         self.ntk_batch = check_ntk_batch(ntk_batch)
-        self.metrics = metrics
         self.memory_budget = memory_budget
         self.on_degenerate = on_degenerate
         self.device = resolve_device(device)
