@@ -11,7 +11,14 @@ from nas_sampler.errors import (
 )
 from nas_sampler.final import build_final_network, choose_trials, export_final
 from nas_sampler.genotype import Edge, Genotype
-from nas_sampler.heuristics import HeuristicError, activation_score, jacobian_score, ntk_condition_number, score_all
+from nas_sampler.heuristics import (
+    HeuristicError,
+    activation_score,
+    jacobian_score,
+    ntk_condition_number,
+    score_all,
+    swap_score,
+)
 from nas_sampler.objective import TrainingFreeObjective
 from nas_sampler.ops import build_op, known_ops, register_op
 from nas_sampler.phenotype import count_flops, count_parameters
@@ -52,6 +59,7 @@ __all__ = [
     "recorded_space",
     "register_op",
     "score_all",
+    "swap_score",
     "scoring_batch",
     "train",
 ]

@@ -201,6 +201,7 @@ def build_search(cfg: SearchConfig):
         ntk_mode=cfg.search.ntk_mode,
         ntk_batch=cfg.search.ntk_batch,
         extra_objectives=tuple(cfg.search.extra_objectives),
+        **({} if cfg.search.metrics is None else {"metrics": cfg.search.metrics}),
         strategy=cfg.data.strategy,
         download=cfg.data.download,
     )

@@ -111,7 +111,8 @@ class TrainingFreeObjective:
         ntk_mode: ``"fast"`` or ``"exact"`` (see :func:`nas_sampler.heuristics.ntk_condition_number`).
         ntk_batch: the NTK on the first ``ntk_batch`` images of the batch (None: all of them); the exact
             mode costs one backward pass per image (``studies/nb201-cifar10.toml``: exact on 16).
-        metrics: which of the three heuristics are objectives (all three by default).
+        metrics: which training-free scores are objectives: any of ``"ntk_cond"``, ``"activation"``,
+            ``"jacobian"`` (the default, all three) and ``"swap"`` (:func:`nas_sampler.heuristics.swap_score`).
         extra_objectives: more values: ``"params"``, ``"flops"`` (minimised; ``"params:maximize"``,
             ``"flops:maximize"`` to reward capacity instead), or ``(name, fn)`` / ``(name, fn, direction)``
             with ``fn(net, genotype) -> float``.

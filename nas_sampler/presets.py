@@ -48,6 +48,7 @@ class SearchSettings:
     ntk_batch: int | None = None  # images of the batch the NTK uses (None: all)
     device: str = "auto"
     extra_objectives: list[str] = field(default_factory=list)
+    metrics: list[str] | None = None  # training-free scores that are objectives (None: the three)
     reduction: str = "rank_sum"
 
 
@@ -124,7 +125,14 @@ class SearchConfig:
         for key, (v, allowed) in choices.items():
             if v not in allowed and not (key == "search.device" and str(v).startswith("cuda:")):
                 raise ConfigError(f"{key} = {v!r} is invalid: choose one of {', '.join(allowed)}")
+        from nas_sampler.heuristics import check_metrics
         from nas_sampler.objective import parse_extra
+
+        if self.search.metrics is not None:
+            try:
+                check_metrics(self.search.metrics)
+            except ConfigError as e:
+                raise ConfigError(f"search.metrics: {e}") from None
 
         for extra in self.search.extra_objectives:
             try:

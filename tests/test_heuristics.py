@@ -20,6 +20,7 @@ from nas_sampler.heuristics import (
     jacobian_score,
     ntk_condition_number,
     score_all,
+    swap_score,
 )
 
 ARCHS = [
@@ -126,6 +127,23 @@ def ref_jacobian(net: nn.Module, x: torch.Tensor) -> tuple[float, np.ndarray]:
     return float(np.sum(np.log(v + JACOBIAN_K) + 1 / (v + JACOBIAN_K))), v
 
 
+def ref_swap(net: nn.Module, x: torch.Tensor) -> int:
+    """SWAP's count: every ReLU output unit's tuple of signs over the samples, in a Python set."""
+    ref = copy.deepcopy(net).train()
+    patterns: set[tuple[bool, ...]] = set()
+
+    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        c = (out.reshape(len(x), -1) > 0).numpy()
+        patterns.update(map(tuple, c.T))
+
+    for m in ref.modules():
+        if isinstance(m, nn.ReLU):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        ref(x)
+    return len(patterns)
+
+
 def rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b)
 
@@ -174,6 +192,42 @@ def test_ntk_parameters_of_other_operations(mode: str) -> None:
 def test_activation_matches_naswot_hook(make) -> None:
     net, x = make(), batch()
     assert rel(activation_score(net, x), ref_activation(net, x)) < 1e-4
+
+
+@pytest.mark.parametrize("n", [8, 64, 70])  # one packed word, a full one (bit 63 is the sign), two words
+@pytest.mark.parametrize("make", [lambda: nb201_net(ARCHS[0]), lambda: nb201_net(ARCHS[1]), cell_net])
+def test_swap_counts_the_distinct_sample_wise_patterns(make, n: int) -> None:
+    net, x = make(), batch(n)
+    x[n // 2] = x[0]  # a repeated image: patterns are still told apart by the other samples
+    count = ref_swap(net, x)
+    assert swap_score(net, x) == -count
+    # a skip edge feeds the same tensor to several ReLUs: their patterns repeat and count once
+    units = sum(o.numel() // n for o in _relu_outputs(net, x))
+    assert 0 < count < units
+
+
+def _relu_outputs(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    outs: list[torch.Tensor] = []
+    ref = copy.deepcopy(net).train()
+    hs = [m.register_forward_hook(lambda m, i, o: outs.append(o)) for m in ref.modules() if isinstance(m, nn.ReLU)]
+    with torch.no_grad():
+        ref(x)
+    for h in hs:
+        h.remove()
+    return outs
+
+
+def test_swap_is_asked_for_by_name_and_shares_the_pass() -> None:
+    net, x = nb201_net(ARCHS[0]), batch()
+    assert "swap" not in score_all(net, x)  # the three stay the default
+    s = score_all(net, x, metrics=["activation", "swap"], memory_budget=200_000)  # chunked, too
+    assert s == {"activation": activation_score(net, x), "swap": swap_score(net, x)}
+    more = x.clone()
+    more[1] = x[0]  # two identical images: no unit tells them apart, fewer distinct patterns
+    assert swap_score(net, x) < swap_score(net, more)
+    no_relu = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 14 * 14, 3))
+    with pytest.raises(HeuristicError, match="no nn.ReLU"):
+        swap_score(no_relu, x)
 
 
 @pytest.mark.parametrize("make", [lambda: nb201_net(ARCHS[0]), lambda: nb201_net(ARCHS[1]), cell_net])

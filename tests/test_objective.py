@@ -12,6 +12,7 @@ from PIL import Image
 
 from nas_sampler.data import DATA_ATTR, BuiltinShapes, recorded_data_spec
 from nas_sampler.errors import ConfigError, SpaceMismatchError
+from nas_sampler.heuristics import swap_score
 from nas_sampler.objective import TrainingFreeObjective, init_seed
 from nas_sampler.phenotype import count_flops, count_parameters
 from nas_sampler.space import NB201Space
@@ -200,6 +201,17 @@ def test_single_metric_and_fixed_trial(space, tiny):
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     study.optimize(obj, n_trials=2)
     assert study.metric_names == ["jacobian"]
+
+
+def test_swap_as_an_objective(space, tiny):
+    obj = objective(space, tiny, metrics=["ntk_cond", "swap"], extra_objectives=["params:maximize"])
+    assert obj.metric_names == ["ntk_cond", "swap", "params"]
+    study = optuna.create_study(directions=obj.directions)
+    study.enqueue_trial(space.to_params(space.parse(CONV)))
+    study.optimize(obj, n_trials=1)
+    (t,) = study.trials
+    net = obj.score(space.parse(CONV)).net
+    assert t.values[1] == swap_score(net, obj.images) < 0
 
 
 def test_cell_pictures_go_to_the_artifact_store(space, tiny, tmp_path):

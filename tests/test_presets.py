@@ -29,6 +29,7 @@ def test_space_is_stored_canonically() -> None:
         ({"search": {"population": 0}}, ["search.population", "positive"]),
         ({"search": {"ntk_mode": "slow"}}, ["ntk_mode", "fast, exact"]),
         ({"search": {"extra_objectives": ["latency"]}}, ["latency", "params, flops"]),
+        ({"search": {"metrics": ["ntk_cond", "naswot"]}}, ["search.metrics", "'naswot'", "swap"]),
         ({"space": {"kind": "cell", "depth": 3}}, ["[space]", "depth"]),
         ({"storage": {"heartbeat_interval": 60, "grace_period": 30}}, ["grace_period", "heartbeat_interval"]),
     ],
@@ -52,3 +53,14 @@ def test_missing_and_invalid_preset_files(tmp_path) -> None:
     bad.write_text("[search\npopulation = 3")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_preset(str(bad))
+
+
+def test_preset_metrics_reach_the_objective() -> None:
+    from nas_sampler.cli import build_search
+
+    cfg = config_from_dict({"space": {"kind": "nb201"}, "data": {"name": "builtin"}, "search": {"metrics": ["swap"]}})
+    objective, _ = build_search(cfg)
+    assert objective.metric_names == ["swap"]
+    assert config_from_dict(cfg.to_dict()).search.metrics == ["swap"]  # stored and read back (resume, workers)
+    objective, _ = build_search(config_from_dict({"space": {"kind": "nb201"}, "data": {"name": "builtin"}}))
+    assert objective.metric_names == ["ntk_cond", "activation", "jacobian"]
