@@ -4,7 +4,8 @@ Scores ``--n`` seeded random architectures of the NAS-Bench-201 table as a searc
 (``TrainingFreeObjective``: fast NTK, the study's seeded CIFAR-10 batch, per-genotype seeded weights)
 and prints, against the table's test accuracy, Kendall tau and Spearman rho of each score, of their
 rank sum, of the parameter count, of rank sum + parameter rank and (when every architecture got the
-exact NTK) of the NB201 preset's combination: exact NTK, activation, Jacobian and parameters. It also
+exact NTK) of the combinations of the exact NTK, the Jacobian score and the parameters with the
+activation score or with SWAP (``swap``, the NB201 preset's). It also
 prints what a selection rule cares about: the true accuracy of the best-ranked architecture among
 150 random ones, for each score and combination. Signs are such that a positive value means
 "lower score, higher accuracy" (for the parameter count: "more parameters, higher accuracy").
@@ -16,7 +17,8 @@ mode reported as Kendall tau.
 Writes to ``--out``: ``scores.csv`` (one row per architecture) and score-vs-accuracy scatter plots
 (``scatter_<score>.png`` and ``scatter_all.png``). The last line is one JSON object with ``n`` and
 ``kendall_tau`` (``ntk_cond``, ``activation``, ``jacobian``, ``rank_sum``, ``params``,
-``rank_sum_params``, with the exact NTK also ``ntk_cond_exact``, ``rank_sum_exact_params``),
+``rank_sum_params``, ``swap``, with the exact NTK also ``ntk_cond_exact``, ``rank_sum_exact_params``,
+``rank_sum_exact_swap_params``),
 ``spearman_rho``, ``best_of_subset`` (mean, std; subsets of ``subset_size``) and ``ntk_exact_vs_fast_tau``.
 
 Published single-score figures (NAS-Bench-201, CIFAR-10): NASWOT tau ~0.57, TE-NAS tau ~0.54,
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
 
 from nas_sampler import NB201Space, TrainingFreeObjective  # noqa: E402
-from nas_sampler.heuristics import SCORE_NAMES, WORST_SCORE, ntk_condition_number  # noqa: E402
+from nas_sampler.heuristics import ALL_SCORES, SCORE_NAMES, WORST_SCORE, ntk_condition_number  # noqa: E402
 from nas_sampler.phenotype import count_parameters  # noqa: E402
 
 
@@ -75,7 +77,7 @@ def plot(out: Path, cols: dict[str, np.ndarray], acc: np.ndarray, taus: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [*SCORE_NAMES, "rank_sum"]
+    names = [*ALL_SCORES, "rank_sum"]
     written = []
     for name in names:
         fig, ax = plt.subplots(figsize=(5, 4))
@@ -121,7 +123,7 @@ def main() -> None:
     # scored exactly as a search scores them: the objective's seeded batch and per-genotype weights
     objective = TrainingFreeObjective(
         NB201Space(), data=str(args.data), batch_size=args.batch_size, seed=args.seed, device="cpu",
-        on_degenerate="worst",
+        on_degenerate="worst", metrics=ALL_SCORES,
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     archs = sorted(table)
@@ -154,7 +156,7 @@ def main() -> None:
         w.writerows(rows)
 
     acc = np.array([r["accuracy"] for r in rows])
-    cols = {name: np.array([r[name] for r in rows]) for name in SCORE_NAMES}
+    cols = {name: np.array([r[name] for r in rows]) for name in ALL_SCORES}
     cols["rank_sum"] = sum(ranks(cols[name]) for name in SCORE_NAMES)
     params = np.array([r["params"] for r in rows], dtype=float)
     cols["params"] = -params  # lower is better after negation: more parameters first
@@ -164,6 +166,10 @@ def main() -> None:
         cols["ntk_cond_exact"] = np.array([r["ntk_cond_exact"] for r in rows])
         cols["rank_sum_exact_params"] = (
             ranks(cols["ntk_cond_exact"]) + ranks(cols["activation"]) + ranks(cols["jacobian"]) + ranks(-params)
+        )
+        # with SWAP in place of the activation score (the NB201 preset's objectives)
+        cols["rank_sum_exact_swap_params"] = (
+            ranks(cols["ntk_cond_exact"]) + ranks(cols["swap"]) + ranks(cols["jacobian"]) + ranks(-params)
         )
     taus, rhos = {}, {}
     print(f"{len(rows)} NAS-Bench-201 architectures, batch {args.batch_size}, seed {args.seed}, {elapsed:.0f} s")
@@ -183,7 +189,7 @@ def main() -> None:
         print(f"best-ranked of {size} random architectures (200 draws), true accuracy mean ± std:")
         for name, (m, sd) in picks.items():
             print(f"  {name:22} {m:6.2f} ± {sd:4.2f}")
-    degenerate = {name: int((cols[name] >= WORST_SCORE).sum()) for name in SCORE_NAMES}
+    degenerate = {name: int((cols[name] >= WORST_SCORE).sum()) for name in ALL_SCORES}
     print(f"degenerate (scored {WORST_SCORE:g}, ranked last): {degenerate}")
     exact = [(r["ntk_cond_fast_at_exact_batch"], r["ntk_cond_exact"]) for r in rows if "ntk_cond_exact" in r]
     agree = None
