@@ -127,20 +127,23 @@ def ref_jacobian(net: nn.Module, x: torch.Tensor) -> tuple[float, np.ndarray]:
     return float(np.sum(np.log(v + JACOBIAN_K) + 1 / (v + JACOBIAN_K))), v
 
 
-def ref_swap(net: nn.Module, x: torch.Tensor) -> int:
-    """SWAP's count: every ReLU output unit's tuple of signs over the samples, in a Python set."""
+def relu_outputs(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every ReLU call's output, the network in train mode (BatchNorm on the batch's statistics)."""
+    outs: list[torch.Tensor] = []
     ref = copy.deepcopy(net).train()
-    patterns: set[tuple[bool, ...]] = set()
-
-    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        c = (out.reshape(len(x), -1) > 0).numpy()
-        patterns.update(map(tuple, c.T))
-
     for m in ref.modules():
         if isinstance(m, nn.ReLU):
-            m.register_forward_hook(hook)
+            m.register_forward_hook(lambda m, i, o: outs.append(o))
     with torch.no_grad():
         ref(x)
+    return outs
+
+
+def ref_swap(net: nn.Module, x: torch.Tensor) -> int:
+    """SWAP's count: every ReLU output unit's tuple of signs over the samples, in a Python set."""
+    patterns: set[tuple[bool, ...]] = set()
+    for out in relu_outputs(net, x):
+        patterns.update(map(tuple, (out.reshape(len(x), -1) > 0).numpy().T))
     return len(patterns)
 
 
@@ -202,19 +205,8 @@ def test_swap_counts_the_distinct_sample_wise_patterns(make, n: int) -> None:
     count = ref_swap(net, x)
     assert swap_score(net, x) == -count
     # a skip edge feeds the same tensor to several ReLUs: their patterns repeat and count once
-    units = sum(o.numel() // n for o in _relu_outputs(net, x))
+    units = sum(o.numel() // n for o in relu_outputs(net, x))
     assert 0 < count < units
-
-
-def _relu_outputs(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    outs: list[torch.Tensor] = []
-    ref = copy.deepcopy(net).train()
-    hs = [m.register_forward_hook(lambda m, i, o: outs.append(o)) for m in ref.modules() if isinstance(m, nn.ReLU)]
-    with torch.no_grad():
-        ref(x)
-    for h in hs:
-        h.remove()
-    return outs
 
 
 def test_swap_is_asked_for_by_name_and_shares_the_pass() -> None:
