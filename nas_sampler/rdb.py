@@ -199,6 +199,11 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
         r.trial_id: {"params": {}, "distributions": {}, "values": {}, "user": {}, "system": {}, "steps": {}}
         for r in rows
     }
+    # the queries are not one snapshot: a trial created by another worker after the first one has
+    # related rows but no row read here; it is read next time
+    params, values, user, system, steps = (
+        [r for r in related if r[0] in fields] for related in (params, values, user, system, steps)
+    )
     decoded: dict[str, BaseDistribution] = {}  # a space repeats few distributions: decode each once
     for trial_id, name, value, text in params:
         dist = decoded.get(text)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import types
 import uuid
 
 import optuna
@@ -88,3 +91,39 @@ def test_cli_counts_slots_the_same_with_and_without_the_fast_path(
     fast = cli._slots(study)
     monkeypatch.setattr(cli, "count_slots", lambda *a: None)
     assert cli._slots(study) == fast == (True, 4)
+
+
+def test_a_trial_created_during_a_read_is_left_for_the_next_one(storage_url: str, monkeypatch) -> None:
+    """``read_trials``' queries are not one snapshot: another worker's trial created between them has
+    related rows but no trial row in this read (it made a worker crash with a KeyError once)."""
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = _mixed_study(storage)
+    writer = optuna.storages.RDBStorage(storage_url)  # another worker, its own connections
+    before = study.get_trials(deepcopy=False)
+    open_db = rdb._open
+
+    def racing_open(s):  # noqa: ANN001, ANN202
+        db = open_db(s)
+
+        @contextlib.contextmanager
+        def session(commit: bool = False):  # noqa: ANN202
+            with db.session(commit) as sess:
+                execute = sess.execute
+
+                def trials_then_a_new_one(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                    rows = execute(*args, **kwargs).all()  # fetched: SQLite's read lock is let go
+                    out = types.SimpleNamespace(all=lambda: rows)
+                    sess.execute = execute
+                    new = writer.create_new_trial(study._study_id)
+                    writer.set_trial_system_attr(new, "slot", {"g": 9})
+                    return out
+
+                sess.execute = trials_then_a_new_one
+                yield sess
+
+        return dataclasses.replace(db, session=session)
+
+    monkeypatch.setattr(rdb, "_open", racing_open)
+    assert rdb.read_trials(study, 0, []) == before
+    monkeypatch.undo()
+    assert rdb.read_trials(study, 0, [])[-1].system_attrs == {"slot": {"g": 9}}
