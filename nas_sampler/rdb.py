@@ -179,6 +179,8 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
             sa.select(T.trial_id, T.number, T.state, start_utc, complete_utc).where(condition).order_by(T.number)
         ).all()
 
+        read = {r.trial_id for r in rows}
+
         def of(model: Any, *columns: str, order: Any = None) -> list[Any]:
             if not rows:
                 return []
@@ -187,7 +189,9 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
                 .join(T, T.trial_id == model.trial_id)
                 .where(condition)
             )
-            return session.execute(query if order is None else query.order_by(order)).all()
+            # the queries are not one snapshot: rows of a trial another worker created since the first
+            # query belong to no trial read here; that trial is read next time
+            return [r for r in session.execute(query if order is None else query.order_by(order)) if r[0] in read]
 
         P = m.TrialParamModel
         params = of(P, "param_name", "param_value", "distribution_json", order=P.param_id)
@@ -199,11 +203,6 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
         r.trial_id: {"params": {}, "distributions": {}, "values": {}, "user": {}, "system": {}, "steps": {}}
         for r in rows
     }
-    # the queries are not one snapshot: a trial created by another worker after the first one has
-    # related rows but no row read here; it is read next time
-    params, values, user, system, steps = (
-        [r for r in related if r[0] in fields] for related in (params, values, user, system, steps)
-    )
     decoded: dict[str, BaseDistribution] = {}  # a space repeats few distributions: decode each once
     for trial_id, name, value, text in params:
         dist = decoded.get(text)
