@@ -6,8 +6,8 @@ times in one process, interleaved, medians of ``--repeats``:
 
 * one forward+backward of the network (train mode, sum of logits, gradients of every weight);
 * each score alone (``ntk_condition_number`` fast, ``activation_score``, ``jacobian_score``) and
-  ``score_all`` (the three sharing one forward and one backward pass), and the NB201 preset's
-  ``score_all(ntk_mode="exact", ntk_batch=16)``;
+  ``score_all`` (the three sharing one forward and one backward pass), and the scoring of the
+  ``nb201-cifar10`` preset (its metrics, NTK mode and NTK batch, read from ``studies/``);
 * the exact-mode NTK and the per-sample backward loop it replaces (TE-NAS's: one ``backward`` per
   sample, gradients read from ``.grad`` and flattened, ``Theta = J J^T``), once each, and how far
   their condition numbers differ.
@@ -36,6 +36,9 @@ from _common import CIFAR10_TRAIN, NB201_CSV, cifar_batch, load_nb201, median, r
 from nas_sampler import NB201Space  # noqa: E402
 from nas_sampler.heuristics import activation_score, jacobian_score, ntk_condition_number, score_all  # noqa: E402
 from nas_sampler.phenotype import count_parameters  # noqa: E402
+from nas_sampler.presets import load_preset  # noqa: E402
+
+NB201_PRESET = load_preset("nb201-cifar10").search
 
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 POOL_SKIP = "|avg_pool_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|"
@@ -79,8 +82,15 @@ def time_steps(net: torch.nn.Module, images: torch.Tensor, repeats: int) -> dict
         "act": lambda: activation_score(net, images, on_degenerate="worst"),
         "jac": lambda: jacobian_score(net, images, on_degenerate="worst"),
         "all": lambda: score_all(net, images, on_degenerate="worst"),
-        # the NB201 preset's scoring: exact NTK on the first 16 images, the other two on the whole batch
-        "preset": lambda: score_all(net, images, ntk_mode="exact", ntk_batch=16, on_degenerate="worst"),
+        # the NB201 preset's scoring (exact NTK on the first few images, the others on the whole batch)
+        "preset": lambda: score_all(
+            net,
+            images,
+            ntk_mode=NB201_PRESET.ntk_mode,
+            ntk_batch=NB201_PRESET.ntk_batch,
+            metrics=NB201_PRESET.metrics,
+            on_degenerate="worst",
+        ),
     }
     forward_backward(net, images)  # warm-up
     t: dict[str, list[float]] = {k: [] for k in steps}

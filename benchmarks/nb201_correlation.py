@@ -109,7 +109,7 @@ def main() -> None:
         type=int,
         default=16,
         help="images of the exact NTK and of the exact-vs-fast comparison (both modes on the same first\n"
-        "images; default 16, the NB201 preset's): the exact mode costs one backward pass per image",
+        "images; default 16; the NB201 preset uses 8): the exact mode costs one backward pass per image",
     )
     ap.add_argument("--out", type=Path, default=Path("nb201_correlation_out"), help="folder for scores.csv and PNGs")
     ap.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder (default ../shared/...)")

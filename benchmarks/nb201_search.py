@@ -5,7 +5,7 @@ CIFAR-10 batch, for a budget of scored architectures; then ONE architecture is c
 looking at the ground truth (the rule of ``export_final``: the first Pareto front ordered by the sum
 of per-objective ranks; beside it, the choice with its 10 best re-scored on ``--rescore`` other
 batches and initial weights, ``export_final(rescore=...)``) and its true CIFAR-10 test accuracy is
-looked up. Objectives (``studies/nb201-cifar10.toml``): the exact NTK on 16 images, the Jacobian score,
+looked up. Objectives (``studies/nb201-cifar10.toml``): the exact NTK on 8 images, the Jacobian score,
 SWAP, and the parameter count maximised.
 Prints per sampler the mean
 ± std of that accuracy over seeds, the best true accuracy on the final front, architectures scored,
@@ -49,7 +49,7 @@ def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.sam
     if name == "genetic":
         return GeneticCellSampler(population_size=population, seed=seed)
     if name == "genetic-darts":
-        tournament = DartsTournament(data=data, every=3, size=4, seed=seed, device="cpu")
+        tournament = DartsTournament(data=data, every=3, size=4, steps=20, seed=seed, device="cpu")
         return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
@@ -219,7 +219,7 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=300, help="architectures scored per search (default 300)")
     p.add_argument("--batch-size", type=int, default=64, help="CIFAR-10 scoring batch (default 64)")
     p.add_argument("--ntk-mode", default="exact", choices=["fast", "exact"], help="NTK mode (default exact)")
-    p.add_argument("--ntk-batch", type=int, default=16, help="images of the batch the NTK uses (default 16)")
+    p.add_argument("--ntk-batch", type=int, default=8, help="images of the batch the NTK uses (default 8)")
     p.add_argument("--population", type=int, default=20, help="population of the genetic samplers (default 20)")
     p.add_argument(
         "--extra",

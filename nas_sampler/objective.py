@@ -110,7 +110,7 @@ class TrainingFreeObjective:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         ntk_mode: ``"fast"`` or ``"exact"`` (see :func:`nas_sampler.heuristics.ntk_condition_number`).
         ntk_batch: the NTK on the first ``ntk_batch`` images of the batch (None: all of them); the exact
-            mode costs one backward pass per image (``studies/nb201-cifar10.toml``: exact on 16).
+            mode costs one backward pass per image (``studies/nb201-cifar10.toml``: exact on 8).
         metrics: which training-free scores are objectives: any of ``"ntk_cond"``, ``"activation"``,
             ``"jacobian"`` (the default, all three) and ``"swap"`` (:func:`nas_sampler.heuristics.swap_score`).
         extra_objectives: more values: ``"params"``, ``"flops"`` (minimised; ``"params:maximize"``,
