@@ -40,16 +40,21 @@ from nas_sampler import DartsTournament, GeneticCellSampler, NB201Space, Trainin
 from nas_sampler.evolution import rank_sums  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
 from nas_sampler.objective import HEURISTIC_METRICS  # noqa: E402
+from nas_sampler.presets import load_preset  # noqa: E402
 from nas_sampler.space import record_space  # noqa: E402
 
 SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
+PRESET = load_preset("nb201-cifar10")  # the objective's and the tournament's defaults: the preset's
 
 
 def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.samplers.BaseSampler:
     if name == "genetic":
         return GeneticCellSampler(population_size=population, seed=seed)
     if name == "genetic-darts":
-        tournament = DartsTournament(data=data, every=3, size=4, steps=20, seed=seed, device="cpu")
+        t = PRESET.tournament
+        tournament = DartsTournament(
+            data=data, every=t.every, size=t.size, steps=t.steps, batch_size=t.batch_size, seed=seed, device="cpu"
+        )
         return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
@@ -62,6 +67,7 @@ def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.sam
 
 def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:
     """The benchmark's objective for ``seed``, from the command's settings (``vars(args)``)."""
+    ntk_batch, batch = settings["ntk_batch"], settings["batch_size"]
     return TrainingFreeObjective(
         NB201Space(cells_per_stage=settings["cells_per_stage"]),
         data=str(settings["data"]),
@@ -71,7 +77,7 @@ def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:
         extra_objectives=[e for e in settings["extra"].split(",") if e],
         metrics=[m for m in settings.get("metrics", ",".join(HEURISTIC_METRICS)).split(",") if m],
         ntk_mode=settings["ntk_mode"],
-        ntk_batch=settings["ntk_batch"] if settings["ntk_batch"] < settings["batch_size"] else None,
+        ntk_batch=ntk_batch if ntk_batch is not None and ntk_batch < batch else None,
     )
 
 
@@ -216,22 +222,22 @@ def main() -> None:
     p.add_argument("--samplers", default=",".join(SAMPLERS), help=f"comma-separated, from {', '.join(SAMPLERS)}")
     p.add_argument("--seeds", type=int, default=5, help="seeds per sampler (default 5)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
-    p.add_argument("--budget", type=int, default=300, help="architectures scored per search (default 300)")
-    p.add_argument("--batch-size", type=int, default=64, help="CIFAR-10 scoring batch (default 64)")
-    p.add_argument("--ntk-mode", default="exact", choices=["fast", "exact"], help="NTK mode (default exact)")
-    p.add_argument("--ntk-batch", type=int, default=8, help="images of the batch the NTK uses (default 8)")
-    p.add_argument("--population", type=int, default=20, help="population of the genetic samplers (default 20)")
+    # defaults: the nb201-cifar10 preset's
+    ps = PRESET.search
+    p.add_argument("--budget", type=int, default=ps.trials, help="architectures scored per search (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=PRESET.data.batch_size, help="scoring batch (%(default)s)")
+    p.add_argument("--ntk-mode", default=ps.ntk_mode, choices=["fast", "exact"], help="NTK mode (%(default)s)")
+    p.add_argument("--ntk-batch", type=int, default=ps.ntk_batch, help="images the NTK uses (%(default)s)")
+    p.add_argument("--population", type=int, default=ps.population, help="genetic samplers' population (%(default)s)")
     p.add_argument(
         "--extra",
-        default="params:maximize",
-        help="extra objectives beside the three scores, comma-separated ('' for none; default params:maximize, "
-        "the parameter count as a fourth accuracy proxy)",
+        default=",".join(ps.extra_objectives),
+        help="extra objectives beside the scores, comma-separated ('' for none; default %(default)s)",
     )
     p.add_argument(
         "--metrics",
-        default="ntk_cond,jacobian,swap",
-        help="training-free scores to use, comma-separated, of ntk_cond, activation, jacobian, swap\n"
-        "(default ntk_cond,jacobian,swap: the nb201-cifar10 preset's)",
+        default=",".join(ps.metrics or HEURISTIC_METRICS),
+        help="training-free scores, comma-separated, of ntk_cond, activation, jacobian, swap (default %(default)s)",
     )
     p.add_argument("--cells-per-stage", type=int, default=5, help="NB201 skeleton depth (5 = the benchmark's)")
     p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")
@@ -263,7 +269,7 @@ def main() -> None:
     print(
         f"NB201 search: samplers {names}, {args.seeds} seeds, budget {args.budget}, batch {args.batch_size}, "
         f"objectives {args.metrics}{''.join(',' + e for e in extra)} (NTK {args.ntk_mode} on "
-        f"{min(args.ntk_batch, args.batch_size)} images), cells/stage {args.cells_per_stage}",
+        f"{min(args.ntk_batch or args.batch_size, args.batch_size)} images), cells/stage {args.cells_per_stage}",
         flush=True,
     )
     runs = []
