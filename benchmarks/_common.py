@@ -1,5 +1,5 @@
-"""Shared helpers of the heuristics benchmarks: where ../shared/data is, the NAS-Bench-201 table,
-the CIFAR-10 scoring batch, medians."""
+"""Shared helpers of the heuristics benchmarks: where ../shared/data is, the NAS-Bench-201 table and
+preset, the CIFAR-10 scoring batch, medians."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from pathlib import Path
 
 import torch
 
+from nas_sampler.presets import load_preset
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CIFAR10_TRAIN = SHARED_DATA / "cifar10" / "train"
 NB201_CSV = SHARED_DATA / "nb201" / "cifar10_test_accuracy.csv"
+NB201_PRESET = load_preset("nb201-cifar10")  # what the NB201 benchmarks measure by default
 
 
 def require(path: Path, what: str, option: str) -> Path:

@@ -31,14 +31,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CIFAR10_TRAIN, NB201_CSV, cifar_batch, load_nb201, median, require, timed  # noqa: E402
+from _common import CIFAR10_TRAIN, NB201_CSV, NB201_PRESET, cifar_batch, load_nb201, median, require, timed  # noqa: E402
 
 from nas_sampler import NB201Space  # noqa: E402
 from nas_sampler.heuristics import activation_score, jacobian_score, ntk_condition_number, score_all  # noqa: E402
 from nas_sampler.phenotype import count_parameters  # noqa: E402
-from nas_sampler.presets import load_preset  # noqa: E402
-
-NB201_PRESET = load_preset("nb201-cifar10").search
 
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 POOL_SKIP = "|avg_pool_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|"
@@ -86,9 +83,9 @@ def time_steps(net: torch.nn.Module, images: torch.Tensor, repeats: int) -> dict
         "preset": lambda: score_all(
             net,
             images,
-            ntk_mode=NB201_PRESET.ntk_mode,
-            ntk_batch=NB201_PRESET.ntk_batch,
-            metrics=NB201_PRESET.metrics,
+            ntk_mode=NB201_PRESET.search.ntk_mode,
+            ntk_batch=NB201_PRESET.search.ntk_batch,
+            metrics=NB201_PRESET.search.metrics,
             on_degenerate="worst",
         ),
     }

@@ -34,24 +34,22 @@ import optuna
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
+from _common import CIFAR10_TRAIN, NB201_CSV, NB201_PRESET, load_nb201, require  # noqa: E402
 
 from nas_sampler import DartsTournament, GeneticCellSampler, NB201Space, TrainingFreeObjective  # noqa: E402
 from nas_sampler.evolution import rank_sums  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
 from nas_sampler.objective import HEURISTIC_METRICS  # noqa: E402
-from nas_sampler.presets import load_preset  # noqa: E402
 from nas_sampler.space import record_space  # noqa: E402
 
 SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
-PRESET = load_preset("nb201-cifar10")  # the objective's and the tournament's defaults: the preset's
 
 
 def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.samplers.BaseSampler:
     if name == "genetic":
         return GeneticCellSampler(population_size=population, seed=seed)
     if name == "genetic-darts":
-        t = PRESET.tournament
+        t = NB201_PRESET.tournament
         tournament = DartsTournament(
             data=data, every=t.every, size=t.size, steps=t.steps, batch_size=t.batch_size, seed=seed, device="cpu"
         )
@@ -223,9 +221,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5, help="seeds per sampler (default 5)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
     # defaults: the nb201-cifar10 preset's
-    ps = PRESET.search
+    ps = NB201_PRESET.search
     p.add_argument("--budget", type=int, default=ps.trials, help="architectures scored per search (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=PRESET.data.batch_size, help="scoring batch (%(default)s)")
+    p.add_argument("--batch-size", type=int, default=NB201_PRESET.data.batch_size, help="scoring batch (%(default)s)")
     p.add_argument("--ntk-mode", default=ps.ntk_mode, choices=["fast", "exact"], help="NTK mode (%(default)s)")
     p.add_argument("--ntk-batch", type=int, default=ps.ntk_batch, help="images the NTK uses (%(default)s)")
     p.add_argument("--population", type=int, default=ps.population, help="genetic samplers' population (%(default)s)")
