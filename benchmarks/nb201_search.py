@@ -65,7 +65,6 @@ def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.sam
 
 def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:
     """The benchmark's objective for ``seed``, from the command's settings (``vars(args)``)."""
-    ntk_batch, batch = settings["ntk_batch"], settings["batch_size"]
     return TrainingFreeObjective(
         NB201Space(cells_per_stage=settings["cells_per_stage"]),
         data=str(settings["data"]),
@@ -75,7 +74,7 @@ def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:
         extra_objectives=[e for e in settings["extra"].split(",") if e],
         metrics=[m for m in settings.get("metrics", ",".join(HEURISTIC_METRICS)).split(",") if m],
         ntk_mode=settings["ntk_mode"],
-        ntk_batch=ntk_batch if ntk_batch is not None and ntk_batch < batch else None,
+        ntk_batch=settings["ntk_batch"],  # score_all uses the whole batch when it has fewer images
     )
 
 
