@@ -306,8 +306,9 @@ class _Capture(TorchFunctionMode):
     """Records the parameter-using calls of one forward pass and replaces BatchNorm's statistics.
 
     ``bn="frozen"``: normalise with the batch's statistics, detached (or with ``stats`` given in call
-    order, for chunks); ``bn="coupled"``: normalise with the batch's statistics, gradients through
-    them. Running statistics are never read or written.
+    order, for chunks), recorded in ``stats``; ``bn="coupled"``: normalise with the batch's statistics,
+    gradients through them (BatchNorm calls are then not recorded). Running statistics are never
+    read or written.
     """
 
     def __init__(self, tracked: dict[int, nn.Parameter], bn: str, stats: list | None = None, record: bool = True):
@@ -330,20 +331,18 @@ class _Capture(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
-        if func is F.batch_norm:
+        if func is F.batch_norm and self.bn == "coupled":
+            x, weight, bias, eps = _bn_args(*args, **kwargs)
+            out = F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+        elif func is F.batch_norm:
             x, weight, bias, eps = _bn_args(*args, **kwargs)
             dims = [0, *range(2, x.dim())]
-            if self.bn == "frozen":
-                if self.stats_in is not None:
-                    mean, var = self.stats_in[len(self.stats)]
-                else:
-                    with torch.no_grad():
-                        mean, var = x.mean(dims), x.var(dims, unbiased=False)
-                out = F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
+            if self.stats_in is not None:
+                mean, var = self.stats_in[len(self.stats)]
             else:
                 with torch.no_grad():
                     mean, var = x.mean(dims), x.var(dims, unbiased=False)
-                out = F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+            out = F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
             self.stats.append((mean, var))
             found = self._params(weight, bias)
             if self.record and found:
@@ -716,15 +715,15 @@ def _exact_theta(net: nn.Module, images: torch.Tensor, params: list[nn.Parameter
         return None
     S = out.reshape(B, -1).sum(1)
     n = sum(p.numel() for p in params)
-    J = torch.zeros(B, n, device=images.device)
-    if params and S.requires_grad:
-        for i in range(B):
-            grads = torch.autograd.grad(S[i], params, retain_graph=i < B - 1, allow_unused=True)
-            o = 0
-            for p, g in zip(params, grads, strict=True):
-                if g is not None:
-                    J[i, o : o + p.numel()] = g.reshape(-1)
-                o += p.numel()
+    if not (params and S.requires_grad):
+        return torch.zeros(B, B, dtype=torch.float64, device=images.device)
+    J = torch.empty(B, n, device=images.device)
+    for i in range(B):
+        grads = torch.autograd.grad(S[i], params, retain_graph=i < B - 1, allow_unused=True)
+        o = 0
+        for p, g in zip(params, grads, strict=True):
+            J[i, o : o + p.numel()] = 0 if g is None else g.reshape(-1)
+            o += p.numel()
     theta = torch.zeros(B, B, dtype=torch.float64, device=images.device)
     for start in range(0, n, 1 << 20):
         blk = J[:, start : start + (1 << 20)]

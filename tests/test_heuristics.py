@@ -191,6 +191,24 @@ def test_ntk_parameters_of_other_operations(mode: str) -> None:
     assert rel(ntk_condition_number(net, x, mode=mode), ref_ntk(net, x, mode)) < 1e-4
 
 
+class UnusedHead(nn.Module):
+    """A network with a head its forward never calls (an auxiliary classifier switched off)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.head = nn.Linear(7, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_ntk_ignores_parameters_the_forward_never_uses(mode: str) -> None:
+    net, x = nb201_net(ARCHS[0]), batch()
+    assert rel(ntk_condition_number(UnusedHead(net), x, mode=mode), ntk_condition_number(net, x, mode=mode)) < 1e-9
+
+
 @pytest.mark.parametrize("make", [lambda: nb201_net(ARCHS[0]), lambda: nb201_net(ARCHS[1]), cell_net])
 def test_activation_matches_naswot_hook(make) -> None:
     net, x = make(), batch()
