@@ -10,11 +10,19 @@ times in one process, interleaved, medians of ``--repeats``:
   ``nb201-cifar10`` preset (its metrics, NTK mode and NTK batch, read from ``studies/``);
 * the exact-mode NTK and the per-sample backward loop it replaces (TE-NAS's: one ``backward`` per
   sample, gradients read from ``.grad`` and flattened, ``Theta = J J^T``), once each, and how far
-  their condition numbers differ.
+  their condition numbers differ;
+* how close the exact NTK is to its floor in floating-point work, one forward and ``B`` backward
+  passes of the batch (each row of ``J`` needs the whole batch's backward pass through the batch
+  statistics), timed as ``fwd + B * (fwd+bwd - fwd)``; and, for an exact batch of at most 16, the
+  most any vectorisation of those ``B`` passes could gain on this machine: ``B`` single backward passes
+  against one backward pass of the batch repeated ``B`` times (``B^2`` images, the same arithmetic in
+  one call per layer; an optimistic bound, as the repeated batch shares one weight gradient).
 
-Degenerate networks are timed with ``on_degenerate="worst"``. The last line is one JSON object with
+Degenerate networks are timed with ``on_degenerate="worst"``, and left out of the floor and the bound
+(their backward passes do next to nothing, so those ratios mean nothing). The last line is one JSON object with
 ``ratio_all_median`` (score_all / forward+backward, median over architectures) and
-``ntk_exact_speedup_vs_loop`` (loop / exact, median), among others.
+``ntk_exact_speedup_vs_loop`` (loop / exact, median), ``ntk_exact_vs_floor`` (exact / floor, median)
+and ``ntk_batched_bound`` (the vectorisation bound, median), among others.
 
     .venv/bin/python benchmarks/heuristics_cost.py [--batch-size 64] [--repeats 3]
 """
@@ -69,6 +77,27 @@ def loop_ntk(net: torch.nn.Module, x: torch.Tensor) -> float:
     J = torch.stack(rows)
     ev = torch.linalg.eigvalsh((J @ J.t()).double())
     return float(ev[-1] / ev[0])
+
+
+def forward(net: torch.nn.Module, x: torch.Tensor) -> None:
+    net(x)
+
+
+def backward_costs(net: torch.nn.Module, x: torch.Tensor) -> tuple[float, float | None]:
+    """The exact NTK's floor (one forward, ``B`` backward passes) and the bound on batching those passes."""
+    net = copy.deepcopy(net).train()
+    B = len(x)
+
+    def backward_s(images: torch.Tensor) -> tuple[float, float]:
+        t_fwd = median([timed(lambda: forward(net, images))[0] for _ in range(3)])
+        t_fb = median([timed(lambda: forward_backward(net, images))[0] for _ in range(3)])
+        return t_fwd, max(t_fb - t_fwd, 0.0)
+
+    t_fwd, t_bwd = backward_s(x)
+    bound = None
+    if B <= 16:
+        bound = B * t_bwd / max(backward_s(x.repeat(B, 1, 1, 1))[1], 1e-9)
+    return t_fwd + B * t_bwd, bound
 
 
 def time_steps(net: torch.nn.Module, images: torch.Tensor, repeats: int) -> dict[str, float]:
@@ -128,9 +157,10 @@ def main() -> None:
     header += f" {'preset/fb':>9}"
     if not args.no_loop:
         header += f" {'exact':>7} {'loop':>7} {'speedup':>7} {'cond rel.diff':>13}"
+        header += f" {'exact/floor':>11} {'batch bound':>11}"
     print(header)
     ratios, preset, speedups, per_score = [], [], [], {"ntk_cond": [], "activation": [], "jacobian": []}
-    rows = []
+    to_floor, bounds = [], []
     for name, arch in choose_archs(table, args.seed):
         torch.manual_seed(args.seed)
         net = space.scoring_network(space.parse(arch))
@@ -144,7 +174,6 @@ def main() -> None:
             f"{name:12} {count_parameters(net):8d} {fb:8.3f} {m['ntk']:6.2f} {m['act']:6.2f} {m['jac']:6.2f} "
             f"{m['all']:6.2f} {m['all'] / fb:6.2f}x {m['preset'] / fb:8.2f}x"
         )
-        row = {"name": name, "arch": arch, "fwd_bwd_s": fb, **{f"{k}_s": v for k, v in m.items() if k != "fb"}}
         if not args.no_loop:
             xe = images[: args.exact_batch or args.batch_size]
             t_exact, c_exact = timed(
@@ -154,8 +183,13 @@ def main() -> None:
             speedups.append(t_loop / t_exact)
             diff = abs(c_exact - c_loop) / abs(c_loop) if c_exact < 1e15 else float("nan")
             line += f" {t_exact:7.2f} {t_loop:7.2f} {t_loop / t_exact:6.2f}x {diff:13.2e}"
-            row.update(exact_s=t_exact, loop_s=t_loop, cond_exact=c_exact, cond_loop=c_loop)
-        rows.append(row)
+            floor, bound = backward_costs(net, xe) if c_exact < 1e15 else (None, None)  # degenerate: no passes
+            if floor is not None:
+                to_floor.append(t_exact / floor)
+            if bound is not None:
+                bounds.append(bound)
+            line += f" {t_exact / floor:10.2f}x" if floor is not None else f" {'-':>11}"
+            line += f" {bound:10.2f}x" if bound is not None else f" {'-':>11}"
         print(line, flush=True)
     result = {
         "batch_size": args.batch_size,
@@ -167,6 +201,8 @@ def main() -> None:
         "ratio_nb201_preset_median": round(median(preset), 3),
         "ntk_exact_speedup_vs_loop": round(median(speedups), 3) if speedups else None,
         "ntk_exact_speedup_min": round(min(speedups), 3) if speedups else None,
+        "ntk_exact_vs_floor": round(median(to_floor), 3) if to_floor else None,
+        "ntk_batched_bound": round(median(bounds), 3) if bounds else None,
     }
     print(json.dumps(result))
 
