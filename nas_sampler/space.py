@@ -138,9 +138,17 @@ class SearchSpace(ABC):
     @abstractmethod
     def cell(self, g: Genotype, C_in: int, stride: int = 1) -> nn.Module: ...
 
-    @abstractmethod
     def scoring_network(self, g: Genotype, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-        """The network the heuristics score for ``g``."""
+        """The network the heuristics score for ``g``: ``cells_per_stage`` cells of ``g`` per stage."""
+        from nas_sampler.phenotype import StagedNetwork
+
+        return StagedNetwork(
+            lambda C_in: self.cell(g, C_in),
+            width=self.width,
+            cells_per_stage=self.cells_per_stage,
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )
 
     @abstractmethod
     def final_network(
@@ -302,17 +310,6 @@ class CellSpace(SearchSpace):
 
         return Cell(self.validate(g), C_in, stride=stride, combine="concat")
 
-    def scoring_network(self, g: Genotype, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-        from nas_sampler.phenotype import StagedNetwork
-
-        return StagedNetwork(
-            lambda C_in: self.cell(g, C_in),
-            width=self.width,
-            cells_per_stage=self.cells_per_stage,
-            num_classes=num_classes,
-            in_channels=in_channels,
-        )
-
     def final_network(
         self, genotypes: list[Genotype], num_classes: int = 10, in_channels: int = 3, **kwargs: Any
     ) -> nn.Module:
@@ -408,17 +405,6 @@ class NB201Space(SearchSpace):
         from nas_sampler.phenotype import Cell
 
         return Cell(self.validate(g), C_in, stride=stride, combine="sum")
-
-    def scoring_network(self, g: Genotype, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-        from nas_sampler.phenotype import StagedNetwork
-
-        return StagedNetwork(
-            lambda C_in: self.cell(g, C_in),
-            width=self.width,
-            cells_per_stage=self.cells_per_stage,
-            num_classes=num_classes,
-            in_channels=in_channels,
-        )
 
     def final_network(
         self, genotypes: list[Genotype], num_classes: int = 10, in_channels: int = 3, **kwargs: Any
