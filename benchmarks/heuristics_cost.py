@@ -18,9 +18,9 @@ times in one process, interleaved, medians of ``--repeats``:
   against one backward pass of the batch repeated ``B`` times (``B^2`` images, the same arithmetic in
   one call per layer; an optimistic bound, as the repeated batch shares one weight gradient).
 
-Degenerate networks are timed with ``on_degenerate="worst"``, and left out of the floor and the bound
-(their backward passes do next to nothing, so those ratios mean nothing). The last line is one JSON object with
-``ratio_all_median`` (score_all / forward+backward, median over architectures) and
+Degenerate networks are timed with ``on_degenerate="worst"`` and left out of the floor and the bound
+(their backward passes do next to nothing). The last line is one JSON object with
+``ratio_all_median`` (score_all / forward+backward, median over architectures),
 ``ntk_exact_speedup_vs_loop`` (loop / exact, median), ``ntk_exact_vs_floor`` (exact / floor, median)
 and ``ntk_batched_bound`` (the vectorisation bound, median), among others.
 
@@ -42,7 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, NB201_CSV, NB201_PRESET, cifar_batch, load_nb201, median, require, timed  # noqa: E402
 
 from nas_sampler import NB201Space  # noqa: E402
-from nas_sampler.heuristics import activation_score, jacobian_score, ntk_condition_number, score_all  # noqa: E402
+from nas_sampler.heuristics import (  # noqa: E402
+    WORST_SCORE,
+    activation_score,
+    jacobian_score,
+    ntk_condition_number,
+    score_all,
+)
 from nas_sampler.phenotype import count_parameters  # noqa: E402
 
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
@@ -79,17 +85,13 @@ def loop_ntk(net: torch.nn.Module, x: torch.Tensor) -> float:
     return float(ev[-1] / ev[0])
 
 
-def forward(net: torch.nn.Module, x: torch.Tensor) -> None:
-    net(x)
-
-
 def backward_costs(net: torch.nn.Module, x: torch.Tensor) -> tuple[float, float | None]:
     """The exact NTK's floor (one forward, ``B`` backward passes) and the bound on batching those passes."""
     net = copy.deepcopy(net).train()
     B = len(x)
 
     def backward_s(images: torch.Tensor) -> tuple[float, float]:
-        t_fwd = median([timed(lambda: forward(net, images))[0] for _ in range(3)])
+        t_fwd = median([timed(lambda: net(images))[0] for _ in range(3)])
         t_fb = median([timed(lambda: forward_backward(net, images))[0] for _ in range(3)])
         return t_fwd, max(t_fb - t_fwd, 0.0)
 
@@ -181,9 +183,10 @@ def main() -> None:
             )
             t_loop, c_loop = timed(lambda: loop_ntk(copy.deepcopy(net), xe))  # noqa: B023
             speedups.append(t_loop / t_exact)
-            diff = abs(c_exact - c_loop) / abs(c_loop) if c_exact < 1e15 else float("nan")
+            degenerate = c_exact >= WORST_SCORE
+            diff = float("nan") if degenerate else abs(c_exact - c_loop) / abs(c_loop)
             line += f" {t_exact:7.2f} {t_loop:7.2f} {t_loop / t_exact:6.2f}x {diff:13.2e}"
-            floor, bound = backward_costs(net, xe) if c_exact < 1e15 else (None, None)  # degenerate: no passes
+            floor, bound = (None, None) if degenerate else backward_costs(net, xe)
             if floor is not None:
                 to_floor.append(t_exact / floor)
             if bound is not None:
