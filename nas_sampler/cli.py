@@ -23,8 +23,8 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
+from nas_sampler import heartbeat
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
@@ -66,15 +66,14 @@ def default_artifact_dir(storage_url: str) -> Path:
 
 
 def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.RDBStorage:
-    """Optuna's RDBStorage; with ``cfg``, heartbeat on and stale trials retried once."""
+    """Optuna's RDBStorage; with ``cfg``, heartbeat on and a killed trial retried up to
+    ``storage.max_retry`` times."""
     kwargs: dict[str, Any] = {}
     if cfg is not None:
         kwargs = {
             "heartbeat_interval": cfg.storage.heartbeat_interval,
             "grace_period": cfg.storage.grace_period,
-            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=cfg.storage.max_retry
-            ),
+            "heartbeat_stale_trial_callback": heartbeat.RetryKilledTrial(cfg.storage.max_retry),
         }
     sqlite_path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
     if sqlite_path is None:  # a connection the server closed (restart, idle timeout) is replaced, not fatal
@@ -313,11 +312,10 @@ def run_trials(
       :class:`NASError` with one line: every finished trial is stored, and the same command resumes.
     """
     storage = study._storage
-    heartbeat = is_heartbeat_enabled(storage)
-    poll = float(min(storage.get_heartbeat_interval() or 1, 5)) if heartbeat else 0.0
+    beats = heartbeat.enabled(storage)
+    poll = float(min(storage.get_heartbeat_interval() or 1, 5)) if beats else 0.0
     if reconnect_timeout is None:
-        grace = getattr(getattr(storage, "_backend", storage), "grace_period", None)
-        reconnect_timeout = float(grace) if heartbeat and grace else 60.0
+        reconnect_timeout = heartbeat.grace_period(storage) if beats else 60.0
     current: dict[str, tuple[int, int]] = {}
 
     def tracked(trial: optuna.Trial) -> Any:
@@ -330,10 +328,8 @@ def run_trials(
         """Fail trials whose worker died, at most once per heartbeat interval (each check is a query;
         a trial only goes stale after the grace period anyway)."""
         nonlocal next_check
-        if heartbeat and time.monotonic() >= next_check:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+        if beats and time.monotonic() >= next_check:
+            heartbeat.fail_stale(study)
             next_check = time.monotonic() + poll
 
     told = False
@@ -343,12 +339,10 @@ def run_trials(
             current.clear()
             if _run_one(study, tracked, target, lock, catch, callbacks, fail_stale):
                 continue
-            trials = study.get_trials(deepcopy=False)
-            # a trial with parameters is in its objective, under Optuna's heartbeat thread: if its worker
-            # dies it goes stale. One without (its worker lost the database between creating it and
-            # starting the heartbeat) may never go stale, so it is not waited for
-            running = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
-            if not heartbeat or not running:
+            # every RUNNING trial has a heartbeat or goes stale after the grace period (nas_sampler.heartbeat),
+            # so the last worker waits for all of them: a dead one is failed and retried here
+            running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+            if not beats or not running:
                 return
             if not told:
                 print(
@@ -428,7 +422,6 @@ def _run_one(
     ``optimize`` does for one trial; False when there was nothing to take."""
     storage = study._storage
     fail_stale()
-    new_id = None
     with lock():  # which trial to run is decided under the lock; the lock is held as briefly as can be
         waiting, taken = _slots(study)
         if not waiting and taken >= target:
@@ -437,30 +430,43 @@ def _run_one(
             with warnings.catch_warnings():  # Optuna warns that heartbeat is meant for optimize; we run it as it does
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = study.ask()  # pops the waiting trial
+            trial_id = trial._trial_id
         else:
-            new_id = storage.create_new_trial(study._study_id)
-    if new_id is not None:  # what ask() does past the queue: the sampler then reads fresh trials
-        study._thread_local.cached_all_trials = None
-        trial = optuna.Trial(study, new_id)
+            trial_id = storage.create_new_trial(study._study_id)
+        # the first heartbeat in the same critical section that made the trial RUNNING
+        heartbeat.start(storage, trial_id)
+    try:
+        if not waiting:  # what ask() does past the queue: the sampler then reads fresh trials
+            study._thread_local.cached_all_trials = None
+            trial = optuna.Trial(study, trial_id)
+        frozen, error, state = _run_trial(study, trial, objective)
+    finally:
+        heartbeat.stop(storage, trial_id)
+    for callback in callbacks:
+        callback(study, frozen)
+    if error is not None and state == optuna.trial.TrialState.FAIL and not isinstance(error, catch):
+        raise error
+    return True
+
+
+def _run_trial(
+    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], Any]
+) -> tuple[optuna.trial.FrozenTrial, BaseException | None, optuna.trial.TrialState | None]:
+    """Run the objective and tell its outcome, as Optuna's ``optimize`` does for one trial."""
     state, values, error = None, None, None
-    with get_heartbeat_thread(trial._trial_id, storage):
-        try:
-            values = objective(trial)
-        except optuna.TrialPruned as e:
-            state, error = optuna.trial.TrialState.PRUNED, e
-        except (Exception, KeyboardInterrupt) as e:
-            state, error = optuna.trial.TrialState.FAIL, e
+    try:
+        values = objective(trial)
+    except optuna.TrialPruned as e:
+        state, error = optuna.trial.TrialState.PRUNED, e
+    except (Exception, KeyboardInterrupt) as e:
+        state, error = optuna.trial.TrialState.FAIL, e
     if state is None:
         frozen = study.tell(trial, values, skip_if_finished=True)
     else:
         frozen = study.tell(trial, state=state, skip_if_finished=True)
         if state == optuna.trial.TrialState.FAIL:
             _log.warning("trial %d failed: %r", trial.number, error)
-    for callback in callbacks:
-        callback(study, frozen)
-    if error is not None and state == optuna.trial.TrialState.FAIL and not isinstance(error, catch):
-        raise error
-    return True
+    return frozen, error, state
 
 
 def _connection_error(e: BaseException) -> BaseException | None:
@@ -506,7 +512,7 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
             retried = any(
                 number in t.system_attrs.get("retry_history", ()) for t in backend.get_all_trials(study._study_id)
             )
-            callback = storage.get_heartbeat_stale_trial_callback() if is_heartbeat_enabled(storage) else None
+            callback = storage.get_heartbeat_stale_trial_callback() if heartbeat.enabled(storage) else None
             if not retried and callback is not None:
                 callback(study, backend.get_trial(trial_id))
                 print(f"reconnected; trial {number} is retried in its slot", file=sys.stderr)

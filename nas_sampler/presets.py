@@ -56,7 +56,7 @@ class SearchSettings:
 class StorageSettings:
     heartbeat_interval: int = 30
     grace_period: int = 90
-    max_retry: int = 1
+    max_retry: int = 5
     artifact_dir: str | None = None
 
 

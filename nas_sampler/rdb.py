@@ -10,8 +10,10 @@ which are not public: where the storage is not an ``RDBStorage`` or the models c
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +21,16 @@ import optuna
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
+
+_log = logging.getLogger(__name__)
+_told: set[str] = set()
+
+
+def _fast_path_off(why: str) -> None:
+    """Say once per process that a fast path fell back to Optuna's public API (its models moved)."""
+    if why not in _told:
+        _told.add(why)
+        _log.warning("nas_sampler.rdb: %s; using Optuna's public API instead (slower, same results)", why)
 
 
 @dataclass(frozen=True)
@@ -51,7 +63,8 @@ def _open(storage: Any) -> _RDB | None:
             lambda commit=False: _create_scoped_session(backend.scoped_session, commit),
             models,
         )
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError) as e:
+        _fast_path_off(f"Optuna {optuna.__version__}'s RDB models are not where they were ({e})")
         return None
 
 
@@ -150,6 +163,27 @@ def read_trials(study: optuna.Study, start: int, also: list[int]) -> list[Frozen
     return _read(db, sa.and_(T.study_id == study._study_id, wanted))
 
 
+def silent_trials(storage: Any, study_id: int, grace_period: float) -> list[int] | None:
+    """Ids of the study's RUNNING trials that have no heartbeat record and started more than
+    ``grace_period`` seconds ago: their worker died before its first heartbeat, and Optuna's stale
+    check (which only compares heartbeats) would never fail them. None when the fast path does not apply."""
+    db = _open(storage)
+    if db is None:
+        return None
+    T, H = db.trials, getattr(db.models, "TrialHeartbeatModel", None)
+    start_utc = getattr(T, "_datetime_start_utc", None)
+    if H is None or start_utc is None:
+        _fast_path_off(f"Optuna {optuna.__version__}'s trials or heartbeats table moved")
+        return None
+    cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=grace_period)
+    beaten = sa.exists().where(H.trial_id == T.trial_id)
+    with db.session() as session:
+        rows = session.query(T.trial_id).filter(
+            T.study_id == study_id, T.state == TrialState.RUNNING, ~beaten, start_utc < cutoff
+        )
+        return [trial_id for (trial_id,) in rows]
+
+
 class FastRDBStorage(optuna.storages.RDBStorage):
     """Optuna's ``RDBStorage`` whose ``get_trial`` reads through :func:`read_trials`' Core queries.
 
@@ -162,6 +196,13 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         found = None if db is None else _read(db, db.trials.trial_id == trial_id)
         return found[0] if found else super().get_trial(trial_id)  # [] : Optuna's error for a missing trial
 
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's stale trials plus the RUNNING ones that never had a heartbeat (see
+        :mod:`nas_sampler.heartbeat`), so Optuna's own ``fail_stale_trials`` heals them too."""
+        from nas_sampler.heartbeat import stale_trial_ids
+
+        return stale_trial_ids(self, study_id)
+
 
 def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
     """The trials matching ``condition`` (on the trials table), built as Optuna builds them; None
@@ -169,6 +210,7 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
     m, T = db.models, db.trials
     start_utc, complete_utc = getattr(T, "_datetime_start_utc", None), getattr(T, "_datetime_complete_utc", None)
     if start_utc is None or complete_utc is None:  # the columns moved: Optuna's read
+        _fast_path_off(f"Optuna {optuna.__version__}'s trials table has no UTC start and complete columns")
         return None
 
     def local(prop: property, column: str, value: Any) -> Any:  # Optuna's own UTC-to-local conversion

@@ -37,20 +37,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseGASampler, RandomSampler
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from nas_sampler import heartbeat
 from nas_sampler.errors import ConfigError, GenotypeError
 from nas_sampler.evolution import (
     REDUCTIONS,
@@ -476,8 +474,16 @@ class GeneticCellSampler(BaseGASampler):
         """Parameters outside the space (or of a space not yet recorded) are drawn at random."""
         return self._independent.sample_independent(study, trial, param_name, param_distribution)
 
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """The trial's first heartbeat, written now (inside ``ask``, before anything else runs), and a
+        beater that keeps it alive through the sampler's waits and the objective (see
+        :mod:`nas_sampler.heartbeat`)."""
+        heartbeat.start(study._storage, trial._trial_id)
+
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        """Tag trials that never asked the sampler (enqueued ones), so every trial shows its slot."""
+        """Stop the trial's beater; tag trials that never asked the sampler (enqueued ones), so every
+        trial shows its slot."""
+        heartbeat.stop(study._storage, trial._trial_id)
         if self._slot_key() in trial.system_attrs or RETRY_ATTR in trial.system_attrs:
             return
         g, s = self.slot_of(study, trial)
@@ -549,7 +555,7 @@ class GeneticCellSampler(BaseGASampler):
         started = time.monotonic()
         deadline = started + self._generation_timeout
         delay = 0.01
-        heartbeat = is_heartbeat_enabled(study._storage)
+        beats = heartbeat.enabled(study._storage)
         next_stale_check = 0.0
         told = False
         while True:
@@ -564,12 +570,10 @@ class GeneticCellSampler(BaseGASampler):
             if not waiting_on:
                 return trials
             while waiting_on:  # then read everything again: a retry may have joined the generation
-                if heartbeat and time.monotonic() >= next_stale_check:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        optuna.storages.fail_stale_trials(study)
+                if beats and time.monotonic() >= next_stale_check:
+                    heartbeat.fail_stale(study)
                     next_stale_check = time.monotonic() + 1.0
-                elif not heartbeat and not told and delay >= 0.1:
+                elif not beats and not told and delay >= 0.1:
                     _log.info(
                         "waiting up to %.0f s for running trials %s of generation %d before choosing the next "
                         "parents; without a storage heartbeat a trial whose worker died stays RUNNING until then "

@@ -10,7 +10,9 @@ the fault tests do to it is what a user's worker goes through. Faults are inject
 * ``--slow-select G``: choosing the parents of generation G writes ``MARKER/select`` and hangs (the
   test SIGKILLs the worker while the sampler is selecting parents, before they are cached);
 * ``--pause-at N``: trial N writes ``MARKER/pause``, waits for ``MARKER/go``, then writes a user
-  attribute (the test blocks that write with a table lock and cuts the worker's connections).
+  attribute (the test blocks that write with a table lock and cuts the worker's connections);
+* ``--die-unbeaten N``: the worker SIGKILLs itself once it has created trial N, before that trial's
+  first heartbeat (the hole Optuna's own heartbeat leaves: a RUNNING trial with no heartbeat record).
 
 The test module imports ``synthetic`` and ``make_sampler`` to compute reference runs in-process.
 """
@@ -18,6 +20,8 @@ The test module imports ``synthetic`` and ``make_sampler`` to compute reference 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -28,7 +32,7 @@ from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
-from nas_sampler import cli
+from nas_sampler import cli, heartbeat
 from nas_sampler.genotype import Genotype
 from nas_sampler.presets import SearchConfig, config_from_dict
 from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
@@ -76,7 +80,7 @@ def make_sampler(pop: int, off: int, seed: int, selector: ParetoSelector | None 
 def open_storage(url: str, grace: int) -> RDBStorage:
     """The storage exactly as ``nas-sampler search/worker`` opens it, with a 1 s heartbeat."""
     raw = SearchConfig().to_dict()
-    raw["storage"].update(heartbeat_interval=1, grace_period=grace, max_retry=1)
+    raw["storage"].update(heartbeat_interval=1, grace_period=grace)
     return cli.open_storage(url, config_from_dict(raw, source="fault worker"))
 
 
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stall-at", type=int, default=-1)
     p.add_argument("--slow-select", type=int, default=-1)
     p.add_argument("--pause-at", type=int, default=-1)
+    p.add_argument("--die-unbeaten", type=int, default=-1)
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -107,6 +112,15 @@ def main(argv: list[str] | None = None) -> None:
         sampler=make_sampler(args.pop, args.off, args.seed, selector),
     )
     stalled = paused = False
+    if args.die_unbeaten >= 0:
+        first_beat = heartbeat.start
+
+        def start(storage: object, trial_id: int) -> None:
+            if study._storage.get_trial(trial_id).number == args.die_unbeaten:
+                os.kill(os.getpid(), signal.SIGKILL)
+            first_beat(storage, trial_id)
+
+        heartbeat.start = start
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         nonlocal stalled, paused

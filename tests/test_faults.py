@@ -158,6 +158,26 @@ def test_sigkill_mid_trial_loses_nothing_and_retries_once_in_the_same_generation
     assert _genotypes(study) == _genotypes(_reference(pop, off, 7, target))  # as if never killed
 
 
+@both
+@pytest.mark.parametrize("number", [0, 13])
+def test_sigkill_before_the_first_heartbeat_is_healed_and_resumes_exactly(url: str, tmp_path: Path, number: int) -> None:
+    """A worker killed between creating a trial and its first heartbeat (trial 0: before anything is
+    stored) leaves a RUNNING trial with no heartbeat record; it goes stale after the grace period,
+    and the resumed search is the uninterrupted one."""
+    name, pop, off, target = _name("unbeaten"), 6, 5, 26
+    proc = _start(url, name, tmp_path, target=target, die_unbeaten=number)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    study = _load(url, name)
+    assert study.trials[-1].number == number and study.trials[-1].state == TrialState.RUNNING
+    time.sleep(GRACE + 1.2)
+    _finish(_start(url, name, tmp_path, target=target))
+    study = _load(url, name)
+    assert study.trials[number].state == TrialState.FAIL
+    _assert_whole_search(study, pop, off, target)
+    assert _genotypes(study) == _genotypes(_reference(pop, off, 7, target))
+
+
 # ---- 2. SIGKILL while the sampler selects parents --------------------------------------------
 
 

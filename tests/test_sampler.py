@@ -19,6 +19,7 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from nas_sampler import heartbeat
 from nas_sampler import sampler as sampler_module
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
@@ -262,6 +263,7 @@ def test_a_late_retry_counts_in_its_own_generation(tmp_path: Path, db) -> None:
     with pytest.warns(UserWarning):
         orphan = study.ask()  # a worker that dies after being given its genotype (slot 2 of generation 0)
     SPACE.suggest(orphan)
+    heartbeat.stop(study._storage, orphan._trial_id)  # its worker is dead: its heartbeat stops
     study.optimize(objective, n_trials=9)  # generations 0..2 go on without it (generation_timeout=0)
     storage.record_heartbeat(orphan._trial_id)  # its last heartbeat; it goes stale a grace period later
     time.sleep(2.2)
