@@ -160,7 +160,7 @@ def test_sigkill_mid_trial_loses_nothing_and_retries_once_in_the_same_generation
 
 @both
 @pytest.mark.parametrize("number", [0, 13])
-def test_sigkill_before_the_first_heartbeat_is_healed_and_resumes_exactly(url: str, tmp_path: Path, number: int) -> None:
+def test_sigkill_before_the_first_heartbeat_resumes_exactly(url: str, tmp_path: Path, number: int) -> None:
     """A worker killed between creating a trial and its first heartbeat (trial 0: before anything is
     stored) leaves a RUNNING trial with no heartbeat record; it goes stale after the grace period,
     and the resumed search is the uninterrupted one."""
