@@ -6,8 +6,13 @@ default ``CellSpace`` (or ``--space nb201``) with an objective that only sleeps 
 limit it. Prints trials per second (first trial start to last trial end, from the storage's
 timestamps; the workers start their loops together once all have imported and opened the
 storage, so process start-up is not counted), the speed-up over one worker, and the sampler's
-share of each trial's time (of which: waiting for the previous generation at a boundary). The last
-line is one JSON object with ``speedup_4_workers``.
+share of each trial's time (of which: waiting for the previous generation at a boundary), and the
+utilisation: the objective's busy worker-seconds over workers x span. With ``--sigma`` the objective's
+durations are log-normal, as real scoring times are uneven. The last line is one JSON object with
+``speedup_4_workers`` and ``utilisation``.
+
+With W workers and P children per generation at most P / (W * ceil(P / W)) of the workers' time can
+be busy (population 20 on 16 workers: 62 %).
 
 The GA is generational: the first trial of a generation waits until the previous generation has
 finished. With population 20 and 4 workers every generation is 5 trials per worker, so the only
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,13 +34,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ADMIN_URL = os.environ.get("NAS_SAMPLER_PG_ADMIN", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-
+from _pg import fresh_database
 
 # ---------------------------------------------------------------------------------------- worker
 
 
-def worker(url: str, study_name: str, trials: int, population: int, sleep: float, stats: Path, kind: str) -> None:
+def worker(
+    url: str, study_name: str, trials: int, population: int, sleep: float, sigma: float, stats: Path, kind: str
+) -> None:
     """One worker process: the CLI's storage and loop, with the sampler's time measured."""
     import warnings
 
@@ -49,7 +54,9 @@ def worker(url: str, study_name: str, trials: int, population: int, sleep: float
 
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    timing = {"sampler": 0.0, "wait": 0.0}
+    import numpy as np
+
+    timing = {"sampler": 0.0, "wait": 0.0, "busy": 0.0}
 
     class TimedSampler(GeneticCellSampler):
         """Measures sample_relative (the sampler's whole work per trial) and, inside it, the wait
@@ -80,7 +87,10 @@ def worker(url: str, study_name: str, trials: int, population: int, sleep: float
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         g = space.suggest(trial)
-        time.sleep(sleep)
+        t = time.perf_counter()
+        rng = np.random.default_rng(list(str(g).encode()))  # one genotype, one duration, in every run
+        time.sleep(sleep * float(rng.lognormal(0.0, sigma)) if sigma > 0 else sleep)
+        timing["busy"] += time.perf_counter() - t
         ops = [e.op for _, e in g.edges()]
         return float(len(str(g))), float(len(set(ops))), float(sum(op.startswith(("sep", "nor")) for op in ops))
 
@@ -98,7 +108,7 @@ def worker(url: str, study_name: str, trials: int, population: int, sleep: float
 
 
 def run(
-    url: str, n_workers: int, trials: int, population: int, sleep: float, folder: Path, kind: str
+    url: str, n_workers: int, trials: int, population: int, sleep: float, sigma: float, folder: Path, kind: str
 ) -> dict[str, Any]:
     import optuna
 
@@ -108,7 +118,8 @@ def run(
     t0 = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", url, name, str(trials), str(population), str(sleep), str(f), kind],
+            [sys.executable, __file__, "--worker", url, name, str(trials), str(population), str(sleep), str(sigma)]
+            + [str(f), kind],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -133,7 +144,9 @@ def run(
     timing = [json.loads(f.read_text()) for f in files]
     sampler = sum(t["sampler"] for t in timing)
     wait = sum(t["wait"] for t in timing)
+    busy = sum(t["busy"] for t in timing)
     return {
+        "utilisation": busy / (n_workers * span),
         "workers": n_workers,
         "trials_per_s": trials / span,
         "span_s": span,
@@ -144,38 +157,22 @@ def run(
     }
 
 
-def fresh_database() -> tuple[str, Any]:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"nas_sampler_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as e:  # noqa: BLE001 - any failure means no usable server
-        sys.exit(f"cannot create a database on {ADMIN_URL} ({str(e).splitlines()[0]}); pass --storage URL")
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": name}
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name, drop
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        url, name, trials, population, sleep, stats, kind = sys.argv[2:]
-        worker(url, name, int(trials), int(population), float(sleep), Path(stats), kind)
+        url, name, trials, population, sleep, sigma, stats, kind = sys.argv[2:]
+        worker(url, name, int(trials), int(population), float(sleep), float(sigma), Path(stats), kind)
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", help="PostgreSQL URL (default: a fresh database on the local server, dropped after)")
     p.add_argument("--trials", type=int, default=120)
     p.add_argument("--population", type=int, default=20, help="generation size (a multiple of 4: see above)")
-    p.add_argument("--sleep", type=float, default=0.2, help="seconds the objective sleeps")
+    p.add_argument("--sleep", type=float, default=0.2, help="median seconds the objective sleeps")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=0.0,
+        help="log-normal spread of the objective's durations, per genotype (0: all equal; 0.5: uneven)",
+    )
     p.add_argument("--workers", default="1,2,4")
     p.add_argument(
         "--space",
@@ -190,11 +187,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in counts:
-                r = run(url, n, args.trials, args.population, args.sleep, Path(tmp), args.space)
+                r = run(url, n, args.trials, args.population, args.sleep, args.sigma, Path(tmp), args.space)
                 results.append(r)
                 speedup = r["trials_per_s"] / results[0]["trials_per_s"]
                 print(
-                    f"{n} worker(s): {r['trials_per_s']:.2f} trials/s, speed-up {speedup:.2f}x; "
+                    f"{n} worker(s): {r['trials_per_s']:.2f} trials/s, speed-up {speedup:.2f}x, utilisation "
+                    f"{100 * r['utilisation']:.0f} %; "
                     f"per trial {r['trial_ms']:.0f} ms ({1000 * args.sleep:.0f} ms objective), sampler "
                     f"{100 * r['sampler_share']:.1f} % of it (waiting for the previous generation "
                     f"{100 * r['wait_share']:.1f} %); {r['wall_s']:.1f} s with process start-up",
@@ -209,6 +207,8 @@ def main() -> None:
         "trials": args.trials,
         "population": args.population,
         "sleep_s": args.sleep,
+        "sigma": args.sigma,
+        "utilisation": {"generational": {str(r["workers"]): round(r["utilisation"], 3) for r in results}},
         "trials_per_s": {str(r["workers"]): round(r["trials_per_s"], 3) for r in results},
         "sampler_share": {str(r["workers"]): round(r["sampler_share"], 4) for r in results},
         "wait_share": {str(r["workers"]): round(r["wait_share"], 4) for r in results},

@@ -68,6 +68,7 @@ def default_artifact_dir(storage_url: str) -> Path:
 def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage; with ``cfg``, heartbeat on and a killed trial retried up to
     ``storage.max_retry`` times."""
+    _check_supported(url)
     kwargs: dict[str, Any] = {}
     if cfg is not None:
         kwargs = {
@@ -97,6 +98,24 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
             f"cannot open storage {url!r}: {first}. Check the URL (e.g. sqlite:///nas.db or "
             "postgresql+psycopg2://user@host:5432/db) and that the database server is running"
         ) from e
+
+
+def _check_supported(url: str) -> None:
+    """Refuse storages without a heartbeat (Optuna's JournalStorage and GrpcStorageProxy): on them a dead
+    worker's trial stays RUNNING, holds up its generation and is never retried."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("grpc", "grpcs") or url.endswith((".log", ".journal")):
+        kind = "GrpcStorageProxy" if scheme.startswith("grpc") else "JournalStorage"
+        raise ConfigError(
+            f"--storage {url!r} looks like an Optuna {kind}, which has no heartbeat, so a killed worker's trial would "
+            "never be retried; nas-sampler's workers support RDB storages: sqlite:///FILE on one machine, "
+            "postgresql+psycopg2://user@host/db (or mysql://...) for many workers, each pointed at the database itself"
+        )
+    if not scheme:
+        raise ConfigError(
+            f"--storage {url!r} is not a storage URL; give sqlite:///FILE (one machine) or "
+            "postgresql+psycopg2://user@host:5432/db (many workers)"
+        )
 
 
 def _check_sqlite_file(path: Path) -> None:

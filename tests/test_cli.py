@@ -80,6 +80,9 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) 
         (["front", "--storage", "postgresql+psycopg2://postgres@127.0.0.1:1/x"], 1, ["cannot open storage"]),
         (["front", "--storage", "sqlte:///x.db"], 1, ["cannot open storage 'sqlte:///x.db'"]),
         (["search", "--data", "no/such/folder", "--trials", "1"], 1, ["no/such/folder"]),
+        (["search", "--storage", "journal.log", "--trials", "1"], 2, ["JournalStorage", "sqlite:///FILE"]),
+        (["worker", "--storage", "grpc://127.0.0.1:13000", "--study", "s"], 2, ["GrpcStorageProxy", "postgresql"]),
+        (["front", "--storage", "notaurl"], 2, ["'notaurl' is not a storage URL"]),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(tmp_path, capsys, monkeypatch, argv, code, words) -> None:

@@ -106,3 +106,24 @@ def test_a_killed_trial_is_retried_max_retry_times_then_left_failed_with_a_warni
             heartbeat.stop(study._storage, retry._trial_id)
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL] * 3  # no third retry
     assert "was killed 3 times" in caplog.text and "raise storage.max_retry" in caplog.text
+
+
+def test_journal_storage_gives_the_in_memory_search_and_resumes_after_a_clean_stop(tmp_path: Path) -> None:
+    """Python users may drive the sampler on Optuna's JournalStorage (no heartbeat, so no crash recovery:
+    the CLI refuses it): generations and genotypes are those of any other storage."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    def objective(trial: optuna.Trial) -> float:
+        return float(len(str(SPACE.suggest(trial))))
+
+    def sampler() -> GeneticCellSampler:
+        return GeneticCellSampler(population_size=4, seed=3, space=SPACE)
+
+    memory = optuna.create_study(sampler=sampler())
+    memory.optimize(objective, n_trials=16)
+    path = str(tmp_path / "journal.log")
+    journal = optuna.create_study(storage=JournalStorage(JournalFileBackend(path)), sampler=sampler(), study_name="j")
+    journal.optimize(objective, n_trials=7)
+    resumed = optuna.load_study(storage=JournalStorage(JournalFileBackend(path)), sampler=sampler(), study_name="j")
+    resumed.optimize(objective, n_trials=9)
+    assert [t.params for t in resumed.trials] == [t.params for t in memory.trials]
