@@ -40,7 +40,15 @@ from _pg import fresh_database
 
 
 def worker(
-    url: str, study_name: str, trials: int, population: int, sleep: float, sigma: float, stats: Path, kind: str
+    url: str,
+    study_name: str,
+    trials: int,
+    population: int,
+    sleep: float,
+    sigma: float,
+    stats: Path,
+    kind: str,
+    mode: str,
 ) -> None:
     """One worker process: the CLI's storage and loop, with the sampler's time measured."""
     import warnings
@@ -82,7 +90,7 @@ def worker(
         study_name=study_name,
         directions=["minimize"] * 3,
         load_if_exists=True,
-        sampler=TimedSampler(population_size=population, seed=0),
+        sampler=TimedSampler(population_size=population, seed=0, mode=mode),
     )
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
@@ -108,7 +116,15 @@ def worker(
 
 
 def run(
-    url: str, n_workers: int, trials: int, population: int, sleep: float, sigma: float, folder: Path, kind: str
+    url: str,
+    n_workers: int,
+    trials: int,
+    population: int,
+    sleep: float,
+    sigma: float,
+    folder: Path,
+    kind: str,
+    mode: str,
 ) -> dict[str, Any]:
     import optuna
 
@@ -119,7 +135,7 @@ def run(
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", url, name, str(trials), str(population), str(sleep), str(sigma)]
-            + [str(f), kind],
+            + [str(f), kind, mode],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -159,8 +175,8 @@ def run(
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        url, name, trials, population, sleep, sigma, stats, kind = sys.argv[2:]
-        worker(url, name, int(trials), int(population), float(sleep), float(sigma), Path(stats), kind)
+        url, name, trials, population, sleep, sigma, stats, kind, mode = sys.argv[2:]
+        worker(url, name, int(trials), int(population), float(sleep), float(sigma), Path(stats), kind, mode)
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--storage", help="PostgreSQL URL (default: a fresh database on the local server, dropped after)")
@@ -174,6 +190,7 @@ def main() -> None:
         help="log-normal spread of the objective's durations, per genotype (0: all equal; 0.5: uneven)",
     )
     p.add_argument("--workers", default="1,2,4")
+    p.add_argument("--modes", default="generational", help="sampler modes to measure: generational, async or both")
     p.add_argument(
         "--space",
         default="cell",
@@ -183,15 +200,17 @@ def main() -> None:
     args = p.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
     url, drop = (args.storage, None) if args.storage else fresh_database()
-    results = []
+    modes = args.modes.split(",")
+    by_mode: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for n in counts:
-                r = run(url, n, args.trials, args.population, args.sleep, args.sigma, Path(tmp), args.space)
+            for mode, n in ((m, n) for m in modes for n in counts):
+                r = run(url, n, args.trials, args.population, args.sleep, args.sigma, Path(tmp), args.space, mode)
+                results = by_mode[mode]
                 results.append(r)
                 speedup = r["trials_per_s"] / results[0]["trials_per_s"]
                 print(
-                    f"{n} worker(s): {r['trials_per_s']:.2f} trials/s, speed-up {speedup:.2f}x, utilisation "
+                    f"{mode}, {n} worker(s): {r['trials_per_s']:.2f} trials/s, speed-up {speedup:.2f}x, utilisation "
                     f"{100 * r['utilisation']:.0f} %; "
                     f"per trial {r['trial_ms']:.0f} ms ({1000 * args.sleep:.0f} ms objective), sampler "
                     f"{100 * r['sampler_share']:.1f} % of it (waiting for the previous generation "
@@ -201,6 +220,7 @@ def main() -> None:
     finally:
         if drop is not None:
             drop()
+    results = by_mode[modes[0]]
     base = results[0]["trials_per_s"]
     summary: dict[str, Any] = {
         "space": args.space,
@@ -208,7 +228,7 @@ def main() -> None:
         "population": args.population,
         "sleep_s": args.sleep,
         "sigma": args.sigma,
-        "utilisation": {"generational": {str(r["workers"]): round(r["utilisation"], 3) for r in results}},
+        "utilisation": {m: {str(r["workers"]): round(r["utilisation"], 3) for r in rs} for m, rs in by_mode.items()},
         "trials_per_s": {str(r["workers"]): round(r["trials_per_s"], 3) for r in results},
         "sampler_share": {str(r["workers"]): round(r["sampler_share"], 4) for r in results},
         "wait_share": {str(r["workers"]): round(r["wait_share"], 4) for r in results},

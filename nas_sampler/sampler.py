@@ -67,6 +67,7 @@ _log = logging.getLogger(__name__)
 
 RETRY_ATTR = "failed_trial"  # set by optuna.storages.RetryHeartbeatStaleTrialCallback on a retried trial
 _FIXED_KEY = "fixed_params"  # set by study.enqueue_trial
+MODES = ("generational", "async")
 
 
 @runtime_checkable
@@ -202,6 +203,12 @@ class GeneticCellSampler(BaseGASampler):
         generation_timeout: seconds to wait for the previous generation's running trials before
             choosing parents without them (a warning is logged). Stale trials are failed meanwhile
             when the storage has a heartbeat.
+        mode: ``"generational"`` (default: every generation's parents are chosen once the previous
+            generation has finished; exact and reproducible, resumes to the same search) or
+            ``"async"`` (steady-state: after generation 0 a free worker breeds a child at once from
+            the trials completed so far, so no worker waits at a generation boundary; the search then
+            depends on the order trials finish in, and the adaptive operator probabilities stay at
+            their initial values). Generations are still numbered by the slot sizes, for display.
     """
 
     def __init__(
@@ -221,6 +228,7 @@ class GeneticCellSampler(BaseGASampler):
         selector: ParentSelector | None = None,
         tournament: ParentSelector | None = None,
         generation_timeout: float = 600.0,
+        mode: str = "generational",
     ) -> None:
         for name, value in (
             ("population_size", population_size),
@@ -236,6 +244,13 @@ class GeneticCellSampler(BaseGASampler):
             raise ConfigError(f"seed={seed!r} is invalid: give a non-negative integer or None")
         if not isinstance(generation_timeout, (int, float)) or generation_timeout < 0:
             raise ConfigError(f"generation_timeout={generation_timeout!r} is invalid: give seconds >= 0")
+        if mode not in MODES:
+            raise ConfigError(f"mode={mode!r} is invalid: choose one of {', '.join(MODES)}")
+        if mode == "async" and tournament is not None:
+            raise ConfigError(
+                "mode='async' has no generation boundary for a tournament to run at: drop tournament= or use "
+                "mode='generational'"
+            )
         if tournament is not None:
             every = getattr(tournament, "every", None)
             has_rule = hasattr(tournament, "is_tournament_generation") or (isinstance(every, int) and every >= 1)
@@ -259,6 +274,7 @@ class GeneticCellSampler(BaseGASampler):
         self._selector: ParentSelector = selector if selector is not None else ParetoSelector(reduction)
         self._tournament = tournament
         self._generation_timeout = float(generation_timeout)
+        self._mode = mode
         self._independent = RandomSampler(seed=seed)
         self._contexts: dict[tuple[int, int], _StudyContext] = {}
         self._contexts_lock = threading.Lock()
@@ -306,8 +322,9 @@ class GeneticCellSampler(BaseGASampler):
         stored = storage.get_study_system_attrs(sid).get(self._config_key())
         if stored is None:
             seed = self._seed if self._seed is not None else int(np.random.SeedSequence().entropy % 2**63)
-            self._write_study_attr(study, self._config_key(), {"seed": seed, **sizes})
-            stored = storage.get_study_system_attrs(sid).get(self._config_key(), {"seed": seed, **sizes})
+            first = {"seed": seed, **sizes, **({} if self._mode == "generational" else {"mode": self._mode})}
+            self._write_study_attr(study, self._config_key(), first)
+            stored = storage.get_study_system_attrs(sid).get(self._config_key(), first)
         recorded_sizes = {k: stored.get(k) for k in sizes}
         if recorded_sizes != sizes:
             raise ConfigError(
@@ -315,6 +332,12 @@ class GeneticCellSampler(BaseGASampler):
                 f"offspring_per_generation={recorded_sizes['offspring_per_generation']}; this sampler has "
                 f"population_size={self._population_size}, offspring_per_generation={self._offspring}. "
                 "Generations are numbered by these sizes: resume with the same values, or use a new study name"
+            )
+        recorded_mode = stored.get("mode", "generational")  # studies from before the async mode are generational
+        if recorded_mode != self._mode:
+            raise ConfigError(
+                f"study {study.study_name!r} is searched with mode={recorded_mode!r}; this sampler has "
+                f"mode={self._mode!r}. Resume it with its own mode, or use a new study name"
             )
         if self._seed is not None and stored["seed"] != self._seed:
             _log.info(
@@ -458,7 +481,10 @@ class GeneticCellSampler(BaseGASampler):
         with ctx.lock:
             self._index(study, ctx, trial)
             g, s = ctx.slots[trial.number]
-        child, record = self._child(study, ctx, g, s, trial.number)
+        if self._mode == "async" and g > 0:
+            child, record = self._async_child(study, ctx, g, s, trial.number)
+        else:
+            child, record = self._child(study, ctx, g, s, trial.number)
         tag = trial.system_attrs.get(self._slot_key())
         if tag is None:
             value = {"g": g, "s": s, "n": trial.number, "r": record.to_dict()}
@@ -712,6 +738,25 @@ class GeneticCellSampler(BaseGASampler):
                 read(n, None)
             ctx.known_gen += 1
         return ctx.known
+
+    def _async_child(
+        self, study: Study, ctx: _StudyContext, g: int, s: int, current: int
+    ) -> tuple[Genotype, ChildRecord]:
+        """Steady-state breeding: parents chosen now among every completed trial, no wait; the child
+        avoids every genotype the study holds (running trials' too)."""
+        trials = self._trials(study, ctx)
+        with ctx.lock:
+            self._index_list(ctx, trials)
+            done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+            seen = {text for t in trials if t.number != current and (text := self._genotype_of(ctx, t, trials))}
+            chosen = self._selector.select(
+                study=study, space=ctx.space, candidates=done, n_survivors=self._population_size, generation=g
+            )
+            parents = [Genotype.parse(text) for t in chosen if (text := self._genotype_of(ctx, t))]
+        rng = np.random.default_rng([ctx.seed, g, s])
+        if not parents:
+            return random_unseen(ctx.space, rng, seen), ChildRecord()
+        return make_unique_child(ctx.space, parents, rng, seen, AdaptiveState(), self._config)
 
     def _child(self, study: Study, ctx: _StudyContext, g: int, s: int, current: int) -> tuple[Genotype, ChildRecord]:
         gen = self._generation(study, ctx, g, current)

@@ -567,3 +567,48 @@ def test_a_study_keeps_its_seed_and_refuses_other_generation_sizes(tmp_path: Pat
     wrong = optuna.load_study(study_name="z", storage=url, sampler=GeneticCellSampler(8, seed=11))
     with pytest.raises(ConfigError, match="population_size=6"):
         wrong.optimize(objective, n_trials=1)
+
+
+# ---- asynchronous (steady-state) mode --------------------------------------------------------
+
+
+def test_async_mode_never_waits_at_a_generation_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_wait(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the asynchronous mode waited for a generation")
+
+    monkeypatch.setattr(GeneticCellSampler, "_wait_for", no_wait)
+    study = optuna.create_study(directions=["minimize"] * 3, sampler=GeneticCellSampler(4, seed=2, mode="async"))
+    study.optimize(objective, n_trials=2)
+    stuck = study.ask()  # generation 0's slot 2 never finishes: a generational search would wait for it
+    SPACE.suggest(stuck)
+    study.optimize(objective, n_trials=14, n_jobs=2)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 16 and len({t.user_attrs["genotype"] for t in done} | {str(SPACE.suggest(stuck))}) == 17
+    sizes = Counter(t.system_attrs[KEY]["g"] for t in done)
+    assert sizes == {0: 3, 1: 4, 2: 4, 3: 4, 4: 1}  # slots numbered as in the generational mode (17 trials)
+
+
+def test_async_mode_beats_random_sampling_on_a_known_optimum() -> None:
+    genetic, random = [], []
+    for seed in range(3):
+        for out, sampler in (
+            (genetic, GeneticCellSampler(population_size=12, seed=seed, mode="async")),
+            (random, optuna.samplers.RandomSampler(seed=seed)),
+        ):
+            study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+            study.optimize(_known_optimum, n_trials=120)
+            out.append(_hypervolume_2d([tuple(t.values) for t in study.trials]))
+    assert np.mean(genetic) > np.mean(random)
+
+
+def test_a_study_keeps_its_mode_and_async_refuses_a_tournament(tmp_path: Path, db) -> None:
+    url = db("mode")
+    study = optuna.create_study(storage=url, study_name="m", directions=["minimize"] * 3, sampler=GeneticCellSampler(4))
+    study.optimize(objective, n_trials=2)
+    other = optuna.load_study(storage=url, study_name="m", sampler=GeneticCellSampler(4, mode="async"))
+    with pytest.raises(ConfigError, match="mode='generational'"):
+        other.optimize(objective, n_trials=1)
+    with pytest.raises(ConfigError, match="no generation boundary"):
+        GeneticCellSampler(4, mode="async", tournament=ParetoSelector())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="mode='steady'"):
+        GeneticCellSampler(4, mode="steady")
