@@ -46,6 +46,7 @@ _FIXED_KEYS = (
     ("search", "ntk_batch"),
     ("search", "extra_objectives"),
     ("search", "reduction"),
+    ("search", "mode"),
     ("tournament",),
 )
 
@@ -172,6 +173,7 @@ def _apply_flags(cfg: SearchConfig, args: argparse.Namespace) -> SearchConfig:
         "heartbeat_interval": ("storage", "heartbeat_interval"),
         "grace_period": ("storage", "grace_period"),
         "tournament_every": ("tournament", "every"),
+        "mode": ("search", "mode"),
     }
     for flag, (section, key) in flag_map.items():
         value = getattr(args, flag, None)
@@ -187,12 +189,15 @@ def _apply_flags(cfg: SearchConfig, args: argparse.Namespace) -> SearchConfig:
 
 
 def _check_same_search(stored: dict[str, Any], cfg: SearchConfig, study_name: str) -> None:
-    new = cfg.to_dict()
+    new, defaults = cfg.to_dict(), SearchConfig().to_dict()
     diffs = []
     for path in _FIXED_KEYS:
-        a, b = stored, new
+        a, b, d = stored, new, defaults
         for k in path:
             a, b = a.get(k) if isinstance(a, dict) else None, b.get(k) if isinstance(b, dict) else None
+            d = d.get(k) if isinstance(d, dict) else None
+        if a is None and path[0] == "search":  # a setting added since the study was made: it had the default
+            a = d
         if a != b:
             diffs.append(f"{'.'.join(path)}: stored {json.dumps(a)}, given {json.dumps(b)}")
     if diffs:
@@ -242,6 +247,7 @@ def build_search(cfg: SearchConfig):
         "space": space,
         "seed": cfg.study.seed,
         "reduction": cfg.search.reduction,
+        "mode": cfg.search.mode,
     }
     if tournament is not None:
         sampler_kwargs["tournament"] = tournament
@@ -761,6 +767,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     s.add_argument("--ntk-mode", choices=["fast", "exact"], help="NTK condition number mode (default fast)")
     s.add_argument("--tournament-every", type=int, help="DARTS tournament every k-th generation (0 = off)")
+    s.add_argument(
+        "--mode",
+        choices=["generational", "async"],
+        help="generational (default: exact, reproducible) or async (no generation barrier; for many workers)",
+    )
     s.add_argument("--artifact-dir", help="where cell pictures are stored (default beside the SQLite file)")
     s.add_argument("--heartbeat-interval", type=int, help="seconds between worker heartbeats (default 30)")
     s.add_argument("--grace-period", type=int, help="seconds before a silent worker's trial is retried (default 90)")

@@ -50,6 +50,7 @@ class SearchSettings:
     extra_objectives: list[str] = field(default_factory=list)
     metrics: list[str] | None = None  # training-free scores that are objectives (None: the three)
     reduction: str = "rank_sum"
+    mode: str = "generational"  # or "async": steady-state, no generation barrier (GeneticCellSampler's mode)
 
 
 @dataclass
@@ -111,6 +112,13 @@ class SearchConfig:
         }.items():
             if v is not None and v < 1:
                 raise ConfigError(f"{key} = {v} is invalid: give a positive integer")
+        if self.storage.max_retry < 0:
+            raise ConfigError(f"storage.max_retry = {self.storage.max_retry} is invalid: give an integer >= 0")
+        if self.search.mode == "async" and self.tournament.every > 0:
+            raise ConfigError(
+                f"search.mode = 'async' has no generation boundary for tournament.every = {self.tournament.every}: "
+                "set tournament.every = 0 or search.mode = 'generational'"
+            )
         if self.storage.grace_period <= self.storage.heartbeat_interval:
             raise ConfigError(
                 f"storage.grace_period = {self.storage.grace_period} must exceed storage.heartbeat_interval = "
@@ -120,6 +128,7 @@ class SearchConfig:
             "search.ntk_mode": (self.search.ntk_mode, ("fast", "exact")),
             "search.device": (self.search.device, ("auto", "cpu", "cuda")),
             "search.reduction": (self.search.reduction, ("rank_sum", "crowding")),
+            "search.mode": (self.search.mode, ("generational", "async")),
             "data.strategy": (self.data.strategy, ("random", "class_focused")),
         }
         for key, (v, allowed) in choices.items():

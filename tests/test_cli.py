@@ -67,6 +67,18 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) 
     assert len(optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").trials) == before
     assert main(["search", "--preset", "smoke", "--space", "nb201", "--trials", "8"]) == 1
     assert "space" in capsys.readouterr().err
+    assert main(["search", *SMALL, "--trials", "8", "--mode", "async"]) == 1  # a study made before --mode: generational
+    assert 'search.mode: stored "generational", given "async"' in capsys.readouterr().err
+
+
+def test_async_mode_from_the_command_line(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *SMALL, "--trials", "6", "--mode", "async"]) == 0
+    study = optuna.load_study(study_name="smoke", storage="sqlite:///nas.db")
+    assert study._storage.get_study_system_attrs(study._study_id)["GeneticCellSampler:config"]["mode"] == "async"
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 6
+    assert main(["search", "--preset", "smoke", "--mode", "async", "--tournament-every", "2"]) == 2
+    assert "search.mode = 'async' has no generation boundary" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
