@@ -23,13 +23,15 @@ How a trial gets its genotype, and why it is exactly resumable:
   known genotypes is kept up to date incrementally).
 
 Limits, by design: a failed trial (the objective raised) keeps its slot, so its generation has one
-completed member fewer; only a stale-trial retry re-takes a slot. A single worker restarted after
-SIGKILL within the storage's heartbeat grace period finds its dead trial still RUNNING; if that
-trial belongs to the generation just before a boundary, the next parents are chosen without it
-and the search, still correct, is no longer identical to an uninterrupted run. Restart after the
-grace period (the stale trial is then failed and retried first) to keep it exact. Without a
-heartbeat, a dead worker's trial stays RUNNING and holds up the next generation for
-``generation_timeout`` seconds once.
+completed member fewer; only a stale-trial retry re-takes a slot. Every trial's first heartbeat is
+written in ``before_trial`` (:mod:`nas_sampler.heartbeat`), so a worker's death always leaves a trial
+that goes stale. A single worker restarted after SIGKILL within the storage's heartbeat grace period
+finds its dead trial still RUNNING; if that trial belongs to the generation just before a boundary,
+the next parents are chosen without it and the search, still correct, is no longer identical to an
+uninterrupted run. Restart after the grace period (the stale trial is then failed and retried first)
+to keep it exact. Without a heartbeat, a dead worker's trial stays RUNNING and holds up the next
+generation for ``generation_timeout`` seconds once. ``mode="async"`` drops the generation barrier
+(and with it reproducibility): see :meth:`GeneticCellSampler._async_child`.
 """
 
 from __future__ import annotations
