@@ -21,8 +21,6 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -110,15 +108,6 @@ def stop(storage: BaseStorage, trial_id: int) -> None:
     beater.stop()
 
 
-@contextmanager
-def beating(storage: BaseStorage, trial_id: int) -> Iterator[None]:
-    start(storage, trial_id)
-    try:
-        yield
-    finally:
-        stop(storage, trial_id)
-
-
 def stale_trial_ids(storage: BaseStorage, study_id: int) -> list[int]:
     """Optuna's stale trials (heartbeat older than the grace period) and the RUNNING trials that
     never had a heartbeat and started more than the grace period ago."""
@@ -144,10 +133,9 @@ def fail_stale(study: optuna.Study) -> list[int]:
                 failed.append(copy.deepcopy(storage.get_trial(trial_id)))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker failed it first, and runs its callback
-    callback = storage.get_heartbeat_stale_trial_callback() if failed else None  # type: ignore[attr-defined]
-    for trial in failed:
-        if callback is not None:
-            callback(study, trial)
+    callback = storage.get_heartbeat_stale_trial_callback()  # type: ignore[attr-defined]
+    for trial in failed if callback is not None else []:
+        callback(study, trial)
     return [t.number for t in failed]
 
 
