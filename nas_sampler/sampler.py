@@ -158,6 +158,8 @@ class _StudyContext:
     finished: dict[int, FrozenTrial] = field(default_factory=dict)  # read by rdb.read_trials; never change
     unfinished: set[int] = field(default_factory=set)  # numbers below read_upto not finished when read
     read_upto: int = 0
+    pool: list[int] = field(default_factory=list)  # async mode: the current parents' trial numbers
+    pooled: set[int] = field(default_factory=set)  # async mode: completed trials already offered to the pool
 
     def forget_genotypes(self) -> None:
         """The space changed (the objective's was recorded): genotypes must be read again."""
@@ -744,17 +746,27 @@ class GeneticCellSampler(BaseGASampler):
     def _async_child(
         self, study: Study, ctx: _StudyContext, g: int, s: int, current: int
     ) -> tuple[Genotype, ChildRecord]:
-        """Steady-state breeding: parents chosen now among every completed trial, no wait; the child
-        avoids every genotype the study holds (running trials' too)."""
+        """Steady-state breeding, no wait: the parents are the survivors of the current parents and the
+        trials completed since (elitist (mu + lambda) selection, one completion at a time, so its cost
+        stays flat as the study grows); the child avoids every genotype the study holds (running
+        trials' too)."""
         trials = self._trials(study, ctx)
         with ctx.lock:
             self._index_list(ctx, trials)
-            done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
+            new = [
+                t
+                for t in trials
+                if t.state == TrialState.COMPLETE and t.values is not None and t.number not in ctx.pooled
+            ]
             seen = {text for t in trials if t.number != current and (text := self._genotype_of(ctx, t, trials))}
-            chosen = self._selector.select(
-                study=study, space=ctx.space, candidates=done, n_survivors=self._population_size, generation=g
-            )
-            parents = [Genotype.parse(text) for t in chosen if (text := self._genotype_of(ctx, t))]
+            if new:
+                candidates = [trials[n] for n in ctx.pool] + new
+                chosen = self._selector.select(
+                    study=study, space=ctx.space, candidates=candidates, n_survivors=self._population_size, generation=g
+                )
+                ctx.pool = [t.number for t in chosen]
+                ctx.pooled.update(t.number for t in new)
+            parents = [Genotype.parse(text) for n in ctx.pool if (text := self._genotype_of(ctx, trials[n]))]
         rng = np.random.default_rng([ctx.seed, g, s])
         if not parents:
             return random_unseen(ctx.space, rng, seen), ChildRecord()
