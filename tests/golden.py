@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +43,26 @@ def _values(text: str) -> tuple[float, float]:
     return a, 1.0 - a + int.from_bytes(digest[4:8], "big") / 2**33
 
 
-def run(space_name: str, seed: int, tournament: bool) -> list[str]:
-    """The genotype strings of the case's trials, in trial order."""
+def run(
+    space_name: str, seed: int, tournament: bool, storage: str | None = None, n_trials: int | None = None
+) -> list[str]:
+    """The genotype strings of the case's trials, in trial order. With ``storage``, the search runs
+    (or resumes) there, up to ``n_trials`` trials in all."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = spaces()[space_name]
     tour = None
     if tournament:
         tour = DartsTournament(data="builtin", every=2, size=3, device="cpu", seed=0, **TINY_TOURNAMENT)
     sampler = GeneticCellSampler(population_size=POPULATION, space=space, seed=seed, tournament=tour)
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study = optuna.create_study(
+        directions=["minimize", "minimize"], sampler=sampler, storage=storage, study_name="golden", load_if_exists=True
+    )
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         return _values(str(space.suggest(trial)))
 
-    study.optimize(objective, n_trials=POPULATION * GENERATIONS)
+    total = POPULATION * GENERATIONS if n_trials is None else n_trials
+    study.optimize(objective, n_trials=total - len(study.trials))
     return [t.user_attrs[GENOTYPE_ATTR] for t in study.trials]
 
 
@@ -66,11 +74,48 @@ def key(space_name: str, seed: int, tournament: bool) -> str:
     return f"{space_name}/seed={seed}/{'tournament' if tournament else 'pareto'}"
 
 
+# studies written half-way by the code of the day, resumed by later code: the keys a study holds may
+# change, but a study written before must resume to the same search
+OLD_STUDIES = {("smoke_cell", 0, True): 15, ("nb201", 1, False): 9}  # case -> trials written
+
+
+def old_study(case: tuple[str, int, bool]) -> Path:
+    space_name, seed, tournament = case
+    return FIXTURE.parent / f"old_study_{space_name}_seed{seed}_{'tournament' if tournament else 'pareto'}.db"
+
+
+CLI_STUDY = FIXTURE.parent / "old_study_cli_smoke.db"  # the smoke preset's search, 12 of its 24 trials
+CLI_KEY = "cli/smoke"
+
+
+def cli_search(db: Path, trials: int | None = None) -> list[str]:
+    """``nas-sampler search --preset smoke`` on ``db`` (to ``trials`` trials, or the preset's
+    budget); the genotypes of the study's trials, in trial order."""
+    from nas_sampler import cli
+
+    args = ["search", "--preset", "smoke", "--storage", f"sqlite:///{db}"]
+    if cli.main(args + ([] if trials is None else ["--trials", str(trials)])) != 0:
+        raise RuntimeError(f"nas-sampler {' '.join(args)} failed")
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}")
+    return [t.user_attrs[GENOTYPE_ATTR] for t in study.trials]
+
+
 def main() -> None:
     out: dict[str, Any] = {key(*c): run(*c) for c in cases()}
+    with tempfile.TemporaryDirectory() as tmp:
+        out[CLI_KEY] = cli_search(Path(tmp) / "straight.db")
+    CLI_STUDY.unlink(missing_ok=True)
+    cli_search(CLI_STUDY, trials=12)
+    shutil.rmtree(CLI_STUDY.parent / f"{CLI_STUDY.stem}-artifacts", ignore_errors=True)  # pictures: not needed
+    Path(f"{CLI_STUDY}.nas-lock").unlink(missing_ok=True)
     FIXTURE.parent.mkdir(exist_ok=True)
     FIXTURE.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {len(out)} cases to {FIXTURE}", file=sys.stderr)
+    for case, n in OLD_STUDIES.items():
+        path = old_study(case)
+        path.unlink(missing_ok=True)
+        run(*case, storage=f"sqlite:///{path}", n_trials=n)
+        print(f"wrote {path} ({n} trials)", file=sys.stderr)
 
 
 if __name__ == "__main__":
