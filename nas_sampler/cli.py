@@ -30,6 +30,7 @@ from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, lis
 from nas_sampler.progress import SearchProgress, finished_trials
 from nas_sampler.rdb import FastRDBStorage, count_slots
 from nas_sampler.sampler import RETRY_ATTR
+from nas_sampler.space import SPACES
 
 _log = logging.getLogger(__name__)
 CONFIG_ATTR = "nas_sampler:config"
@@ -749,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", help="a TOML preset: a path or a name from 'nas-sampler studies'")
     s.add_argument("--storage", help="storage URL (default sqlite:///nas.db)")
     s.add_argument("--study", help="study name (default 'nas')")
-    s.add_argument("--space", choices=["cell", "nb201"], help="search space (default cell)")
+    s.add_argument("--space", choices=sorted(SPACES), help="search space (default cell)")
     s.add_argument("--data", help="'builtin' (offline default), a torchvision name (cifar10, ...) or an image folder")
     s.add_argument("--batch-size", type=int, help="images in the scoring batch (default 64)")
     s.add_argument(

@@ -15,51 +15,27 @@ each generation's parents and a resumed search continues from exactly the same s
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
 
 from nas_sampler.errors import ConfigError
-from nas_sampler.genotype import Edge, Genotype
-from nas_sampler.space import CellSpace, NB201Space, SearchSpace
+from nas_sampler.genotype import Genotype
+from nas_sampler.space import SearchSpace, choice
 
-CELL_MUTATIONS: tuple[str, ...] = (
-    "add_op",  # add an operation to an edge, or grow it when present; the op is chosen by success rate
-    "grow_channels",  # one entry one step up channel_choices
-    "shrink_channels",  # one entry one step down channel_choices (to 0 = removed)
-    "add_node",  # append a node reading the current output node
-    "remove_node",  # remove a node, folding its channels into the previous node, sources renumbered
-    "swap_edges",  # swap the contents of two edges
-    "drop_weakest",  # drop the entry with the fewest channels from the first edge (node 1 <- node 0)
-)
-CELL_CROSSOVERS: tuple[str, ...] = ("uniform", "min")
-NB201_MUTATIONS: tuple[str, ...] = ("change_edge",)
-NB201_CROSSOVERS: tuple[str, ...] = ("uniform",)
 REDUCTIONS: tuple[str, ...] = ("rank_sum", "crowding")
-
-Genes = dict[tuple[int, int, str], int]  # (node, src, op) -> channels
 
 
 def mutation_kinds(space: SearchSpace) -> tuple[str, ...]:
-    """The mutation kinds that apply to ``space``."""
-    if isinstance(space, CellSpace):
-        return CELL_MUTATIONS
-    if isinstance(space, NB201Space):
-        return NB201_MUTATIONS
-    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+    """The mutation kinds of ``space``'s table, in its order."""
+    return tuple(space.mutations)
 
 
 def crossover_kinds(space: SearchSpace) -> tuple[str, ...]:
-    """The crossover kinds that apply to ``space``."""
-    if isinstance(space, CellSpace):
-        return CELL_CROSSOVERS
-    if isinstance(space, NB201Space):
-        return NB201_CROSSOVERS
-    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+    """The crossover kinds of ``space``'s table, in its order."""
+    return tuple(space.crossovers)
 
 
 # ---- settings -------------------------------------------------------------------------------
@@ -209,176 +185,7 @@ class AdaptiveState:
         return AdaptiveState(int(d.get("generation", 0)), stats("mutation"), stats("crossover"), stats("ops"))
 
 
-# ---- CellSpace operators --------------------------------------------------------------------
-
-
-def _genes(g: Genotype) -> Genes:
-    return {(node, e.src, e.op): int(e.channels or 0) for node, e in g.edges()}
-
-
-def _from_genes(genes: Mapping[tuple[int, int, str], int], num_nodes: int) -> Genotype:
-    nodes: list[list[Edge]] = [[] for _ in range(num_nodes)]
-    for (node, src, op), ch in sorted(genes.items()):
-        if ch > 0 and 1 <= node <= num_nodes:
-            nodes[node - 1].append(Edge(op, src, ch))
-    return Genotype(nodes)
-
-
-def _snap(space: CellSpace, channels: int) -> int:
-    """The nearest positive channel choice (used when channels are summed by folding)."""
-    return min(space.positive_channels, key=lambda c: (abs(c - channels), c))
-
-
-def _choice(rng: np.random.Generator, items: Sequence[Any], p: Sequence[float] | np.ndarray | None = None) -> Any:
-    """One item, with probabilities ``p`` (uniform when None); one uniform draw by inverse CDF,
-    several times faster than ``Generator.choice`` on these short lists."""
-    if p is None:
-        return items[int(rng.integers(len(items)))]
-    cdf = list(accumulate(float(x) for x in p))
-    return items[min(bisect_right(cdf, rng.random() * cdf[-1]), len(items) - 1)]
-
-
-def _step(space: CellSpace, ch: int, delta: int) -> int:
-    choices = space.channel_choices
-    i = choices.index(ch) if ch in choices else choices.index(_snap(space, ch))
-    return choices[min(max(i + delta, 0), len(choices) - 1)]
-
-
-def _cell_mutate(
-    space: CellSpace, g: Genotype, kind: str, rng: np.random.Generator, op_p: np.ndarray
-) -> tuple[Genotype, str | None]:
-    genes = _genes(g)
-    n = g.num_nodes
-    used_op: str | None = None
-    if kind == "add_op":
-        node = int(rng.integers(1, n + 1))
-        src = int(rng.integers(0, node))
-        used_op = _choice(rng, space.ops, op_p)
-        key = (node, src, used_op)
-        if key in genes:
-            genes[key] = _step(space, genes[key], +1)
-        else:
-            genes[key] = _choice(rng, space.positive_channels)
-    elif kind in ("grow_channels", "shrink_channels"):
-        top = space.channel_choices[-1]
-        keys = sorted(k for k, c in genes.items() if kind == "shrink_channels" or c < top)
-        if keys:
-            key = _choice(rng, keys)
-            genes[key] = _step(space, genes[key], +1 if kind == "grow_channels" else -1)
-    elif kind == "add_node":
-        if n < space.max_nodes:
-            used_op = _choice(rng, space.ops, op_p)
-            genes[(n + 1, n, used_op)] = _choice(rng, space.positive_channels)
-            if rng.random() < 0.5:
-                genes.setdefault(
-                    (n + 1, int(rng.integers(0, n + 1)), _choice(rng, space.ops, op_p)),
-                    _choice(rng, space.positive_channels),
-                )
-            n += 1
-    elif kind == "remove_node":
-        if n > 1:
-            p = int(rng.integers(1, n + 1))
-            new: Genes = {}
-
-            def put(key: tuple[int, int, str], ch: int) -> None:
-                new[key] = _snap(space, new[key] + ch) if key in new else ch
-
-            for (node, src, op), ch in sorted(genes.items()):
-                if node == p:
-                    continue
-                put((node if node < p else node - 1, src if src < p else src - 1, op), ch)
-            if p > 1:  # fold the removed node's entries into the previous node, where they can be read
-                for (node, src, op), ch in sorted(genes.items()):
-                    if node == p and src < p - 1:
-                        put((p - 1, src, op), ch)
-            genes, n = new, n - 1
-    elif kind == "swap_edges":
-        positions = [(i, j) for i in range(1, n + 1) for j in range(i)]
-        content = {pos: {op: c for (i, j, op), c in genes.items() if (i, j) == pos} for pos in positions}
-        filled = [pos for pos in positions if content[pos]]
-        if filled and len(positions) > 1:
-            a = _choice(rng, filled)
-            others = [pos for pos in positions if content[pos] != content[a]]
-            if others:
-                b = _choice(rng, others)
-                genes = {k: c for k, c in genes.items() if (k[0], k[1]) not in (a, b)}
-                for pos, src_pos in ((a, b), (b, a)):
-                    for op, c in content[src_pos].items():
-                        genes[(pos[0], pos[1], op)] = c
-    elif kind == "drop_weakest":
-        first = sorted(((c, op) for (i, j, op), c in genes.items() if (i, j) == (1, 0)))
-        if len(first) > 1:
-            rate = dict(zip(space.ops, op_p, strict=True))
-            _, op = min(first, key=lambda t: (t[0], rate[t[1]], t[1]))
-            del genes[(1, 0, op)]
-    else:
-        raise ConfigError(f"unknown mutation kind {kind!r} for CellSpace; known: {', '.join(CELL_MUTATIONS)}")
-    return space.repair(_from_genes(genes, n)), used_op
-
-
-def _cell_crossover(space: CellSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
-    ga, gb = _genes(a), _genes(b)
-    keys = sorted(set(ga) | set(gb))
-    if kind == "uniform":
-        n = a.num_nodes if rng.random() < 0.5 else b.num_nodes
-        pick = rng.random(len(keys)) < 0.5
-        genes = {k: (ga if take_a else gb).get(k, 0) for k, take_a in zip(keys, pick, strict=True)}
-    elif kind == "min":
-        n = max(a.num_nodes, b.num_nodes)
-        genes = {k: min(ga.get(k, 0), gb.get(k, 0)) for k in keys}
-    else:
-        raise ConfigError(f"unknown crossover kind {kind!r} for CellSpace; known: {', '.join(CELL_CROSSOVERS)}")
-    return space.repair(_from_genes(genes, n))
-
-
-# ---- NB201Space operators -------------------------------------------------------------------
-
-
-def _nb201_mutate(
-    space: NB201Space, g: Genotype, kind: str, rng: np.random.Generator, op_p: np.ndarray
-) -> tuple[Genotype, str | None]:
-    if kind != "change_edge":
-        raise ConfigError(f"unknown mutation kind {kind!r} for NB201Space; known: {', '.join(NB201_MUTATIONS)}")
-    edges = g.edges()
-    node, edge = edges[int(rng.integers(len(edges)))]
-    others = [i for i, op in enumerate(space.ops) if op != edge.op]
-    if not others:
-        return g, None
-    p = op_p[others] / op_p[others].sum()
-    op = space.ops[_choice(rng, others, p)]
-    nodes = [list(n) for n in g.nodes]
-    nodes[node - 1] = [Edge(op, e.src) if e.src == edge.src else e for e in nodes[node - 1]]
-    return space.repair(Genotype(nodes)), op
-
-
-def _nb201_crossover(space: NB201Space, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
-    if kind != "uniform":
-        raise ConfigError(f"unknown crossover kind {kind!r} for NB201Space; known: {', '.join(NB201_CROSSOVERS)}")
-    ea, eb = space.to_params(a), space.to_params(b)
-    keys = sorted(ea)
-    pick = rng.random(len(keys)) < 0.5
-    return space.from_params({k: (ea if take_a else eb)[k] for k, take_a in zip(keys, pick, strict=True)})
-
-
-# ---- public operators -----------------------------------------------------------------------
-
-
-def _mutate(
-    space: SearchSpace, g: Genotype, kind: str, rng: np.random.Generator, op_p: np.ndarray
-) -> tuple[Genotype, str | None]:
-    if isinstance(space, CellSpace):
-        return _cell_mutate(space, g, kind, rng, op_p)
-    if isinstance(space, NB201Space):
-        return _nb201_mutate(space, g, kind, rng, op_p)
-    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
-
-
-def _crossover(space: SearchSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
-    if isinstance(space, CellSpace):
-        return _cell_crossover(space, a, b, kind, rng)
-    if isinstance(space, NB201Space):
-        return _nb201_crossover(space, a, b, kind, rng)
-    raise ConfigError(f"no evolution operators for {space!r}: use CellSpace or NB201Space")
+# ---- operators ----------------------------------------------------------------------------
 
 
 def mutate(
@@ -395,14 +202,14 @@ def mutate(
     """
     space.validate(g)
     p = np.full(len(space.ops), 1.0 / len(space.ops)) if op_probs is None else np.asarray(op_probs, dtype=float)
-    return _mutate(space, g, kind, rng, p)
+    return space.mutate(g, kind, rng, p)
 
 
 def crossover(space: SearchSpace, a: Genotype, b: Genotype, kind: str, rng: np.random.Generator) -> Genotype:
     """Cross two parents gene by gene (a gene is an (edge, operation) pair); the child is repaired."""
     space.validate(a)
     space.validate(b)
-    return _crossover(space, a, b, kind, rng)
+    return space.crossover(a, b, kind, rng)
 
 
 def _binary_tournament(rng: np.random.Generator, n: int) -> int:
@@ -424,8 +231,8 @@ class _Plan:
     def mutate_once(self, child: Genotype, rng: np.random.Generator, mutations: list[str], ops: list[str]) -> Genotype:
         """One mutation that changes ``child`` (a kind that does not apply is redrawn)."""
         for _ in range(2 * len(self.mkinds)):
-            kind = _choice(rng, self.mkinds, self.mkind_p)
-            new, op = _mutate(self.space, child, kind, rng, self.op_p)
+            kind = choice(rng, self.mkinds, self.mkind_p)
+            new, op = self.space.mutate(child, kind, rng, self.op_p)
             if new != child:
                 mutations.append(kind)
                 if op is not None:
@@ -444,8 +251,8 @@ class _Plan:
         a, b = parents[i], parents[j]
         child, xkind = a, None
         if len(parents) > 1 and rng.random() < self.config.crossover_prob:
-            xkind = _choice(rng, self.xkinds, self.xkind_p)
-            child = _crossover(self.space, a, b, xkind, rng)
+            xkind = choice(rng, self.xkinds, self.xkind_p)
+            child = self.space.crossover(a, b, xkind, rng)
         mutations: list[str] = []
         ops: list[str] = []
         if rng.random() < self.config.mutation_prob or child == a or child == b:

@@ -32,11 +32,10 @@ from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
 from nas_sampler.sampler import constraint_violations
-from nas_sampler.space import GENOTYPE_ATTR, NB201Space, SearchSpace, recorded_space, space_from_definition
+from nas_sampler.space import GENOTYPE_ATTR, SearchSpace, recorded_space, space_from_definition
 
 FORMAT = "nas-sampler-final/1"
 RULES = ("rank_sum", "crowding", "tournament")
-DEFAULT_CELLS = 3  # CellSpace: as many cells as FinalNetwork's default reductions (32 -> 4 pixels)
 
 
 def _load_study(study: optuna.Study | str, storage: str | None) -> optuna.Study:
@@ -205,7 +204,7 @@ def export_final(
     the initialised weights beside it (same name, ``.pt``). Returns the JSON record.
 
     ``study``: an ``optuna.Study`` or a study name with ``storage``. ``n_cells``: cells to stack
-    (default 3 for CellSpace, 1 for NB201Space, whose final network holds one cell). ``rule``: see
+    (default: the space's ``final_cells``; 3 for CellSpace, 1 for NB201Space). ``rule``: see
     :func:`choose_trials`; ``trials`` (trial numbers) overrides it. ``num_classes``/``in_channels``:
     default to the data the study was scored on (when it can be opened here). ``network_options``:
     passed to ``space.final_network`` (CellSpace: ``width``, ``reductions``, ``dropout``). ``seed``
@@ -226,11 +225,15 @@ def export_final(
         rule_used = "trials"
     else:
         if n_cells is None:
-            n_cells = 1 if isinstance(space, NB201Space) else DEFAULT_CELLS
+            n_cells = space.final_cells
         if not isinstance(n_cells, int) or isinstance(n_cells, bool) or n_cells < 1:
             raise ConfigError(f"n_cells={n_cells!r} is invalid: give a positive integer")
-        if isinstance(space, NB201Space) and n_cells != 1:
-            raise ConfigError(f"n_cells={n_cells}: NB201Space's final network is the benchmark skeleton with one cell")
+        most = space.max_final_cells
+        if most is not None and n_cells > most:
+            raise ConfigError(
+                f"n_cells={n_cells}: {type(space).__name__}'s final network holds "
+                f"{'one cell' if most == 1 else f'at most {most} cells'}; give n_cells={most} or fewer"
+            )
         chosen = choose_trials(study, n_cells, rule, space, rescore=rescore, finalists=finalists)
         rule_used = rule if not rescore else f"{rule}, {len(rescore)} re-scorings of {finalists} finalists"
     genotypes = [_genotype_text(space, t) for t in chosen]

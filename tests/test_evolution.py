@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from nas_sampler.errors import ConfigError
 from nas_sampler.evolution import (
-    CELL_CROSSOVERS,
-    CELL_MUTATIONS,
     AdaptiveState,
     ChildRecord,
     EvolutionConfig,
@@ -28,6 +26,9 @@ from nas_sampler.evolution import (
 )
 from nas_sampler.genotype import Genotype
 from nas_sampler.space import CellSpace, NB201Space
+
+CELL_MUTATIONS = tuple(CellSpace.mutations)
+CELL_CROSSOVERS = tuple(CellSpace.crossovers)
 
 CELL_SPACES = [
     CellSpace(),
@@ -58,8 +59,7 @@ def test_every_operator_yields_a_valid_genotype(space_i: int, seed: int) -> None
     space = SPACES[space_i]
     rng = np.random.default_rng(seed)
     a = space.random(rng)
-    kinds = CELL_MUTATIONS if isinstance(space, CellSpace) else ("change_edge",)
-    xkinds = CELL_CROSSOVERS if isinstance(space, CellSpace) else ("uniform",)
+    kinds, xkinds = tuple(space.mutations), tuple(space.crossovers)
     op_p = rng.dirichlet(np.ones(len(space.ops)))
     g = a
     for kind in kinds:
