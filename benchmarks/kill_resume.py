@@ -1,7 +1,7 @@
 """A kill campaign: a seeded search SIGKILLed at random moments, resumed each time with the same command.
 
 The worker is the CLI's (``nas_sampler.cli.open_storage`` with its heartbeat and retry of killed trials,
-``nas_sampler.cli.run_trials``) on a small cell space with a cheap synthetic objective whose duration is
+``nas_sampler.worker.run_trials``) on a small cell space with a cheap synthetic objective whose duration is
 drawn per genotype from a log-normal (median ``--trial-s``), and a parent selection that takes
 ``--select-s`` seconds on every second generation (where the DARTS tournament would run). So a kill lands
 while scoring, while selecting parents, or while storing, in proportion to the time each takes.
@@ -54,6 +54,7 @@ def worker(url: str, name: str, target: int, seed: int, trial_s: float, select_s
     import optuna
 
     from nas_sampler import cli
+    from nas_sampler import worker as runtime
     from nas_sampler.presets import SearchConfig, config_from_dict
     from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
     from nas_sampler.space import CellSpace
@@ -89,7 +90,7 @@ def worker(url: str, name: str, target: int, seed: int, trial_s: float, select_s
     )
     ready.with_suffix(".tmp").write_text(repr(time.time()))
     ready.with_suffix(".tmp").replace(ready)  # whole or absent: the driver reads it meanwhile
-    cli.run_trials(study, objective, target)
+    runtime.run_trials(study, objective, target)
 
 
 # ---------------------------------------------------------------------------------------- driver

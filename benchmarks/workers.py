@@ -1,6 +1,6 @@
 """Throughput of 1, 2 and 4 worker processes on one PostgreSQL study (I/O-bound objective).
 
-Each worker is a separate process running the CLI's worker loop (``nas_sampler.cli.run_trials``:
+Each worker is a separate process running the CLI's worker loop (``nas_sampler.worker.run_trials``:
 storage with heartbeat and stale-trial retry, stop when the search's slots are used up) on the
 default ``CellSpace`` (or ``--space nb201``) with an objective that only sleeps (200 ms by default), so two cores do not
 limit it. Prints trials per second (first trial start to last trial end, from the storage's
@@ -56,6 +56,7 @@ def worker(
     import optuna
 
     from nas_sampler import cli
+    from nas_sampler import worker as runtime
     from nas_sampler.presets import SearchConfig
     from nas_sampler.sampler import GeneticCellSampler
     from nas_sampler.space import make_space
@@ -108,7 +109,7 @@ def worker(
     go = stats.parent / f"{study_name}.go"
     while not go.exists():
         time.sleep(0.005)
-    cli.run_trials(study, objective, trials)
+    runtime.run_trials(study, objective, trials)
     stats.write_text(json.dumps(timing))
 
 

@@ -23,9 +23,10 @@ from nas_sampler.objective import TrainingFreeObjective
 from nas_sampler.ops import build_op, known_ops, register_op
 from nas_sampler.phenotype import count_flops, count_parameters
 from nas_sampler.sampler import GeneticCellSampler
-from nas_sampler.space import CellSpace, NB201Space, SearchSpace, make_space, recorded_space
+from nas_sampler.space import CellSpace, NB201Space, SearchSpace, make_space, recorded_space, register_space
 from nas_sampler.tournament import DartsTournament
 from nas_sampler.train import train
+from nas_sampler.worker import run_trials
 
 __all__ = [
     "BuiltinShapes",
@@ -58,6 +59,8 @@ __all__ = [
     "ntk_condition_number",
     "recorded_space",
     "register_op",
+    "register_space",
+    "run_trials",
     "score_all",
     "swap_score",
     "scoring_batch",

@@ -2,7 +2,7 @@
 
 Run as ``python tests/fault_worker.py URL STUDY --target N ...`` (one process = one worker). It uses
 the same storage settings as ``nas-sampler worker`` (heartbeat, stale trials retried once) and the
-same loop (:func:`nas_sampler.cli.run_trials`: stop when the search's slots are used up), so what
+same loop (:func:`nas_sampler.worker.run_trials`: stop when the search's slots are used up), so what
 the fault tests do to it is what a user's worker goes through. Faults are injected on request:
 
 * ``--stall-at N``: the first trial numbered N or more writes ``MARKER/stall`` and hangs in the
@@ -32,7 +32,7 @@ from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
-from nas_sampler import cli, heartbeat
+from nas_sampler import cli, heartbeat, worker
 from nas_sampler.genotype import Genotype
 from nas_sampler.presets import SearchConfig, config_from_dict
 from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         time.sleep(args.sleep)
         return synthetic(g)
 
-    cli.run_trials(study, objective, args.target)
+    worker.run_trials(study, objective, args.target)
 
 
 if __name__ == "__main__":

@@ -82,15 +82,15 @@ def test_fast_paths_step_aside_for_other_storages() -> None:
     assert trial.params == {}
 
 
-def test_cli_counts_slots_the_same_with_and_without_the_fast_path(
+def test_the_worker_counts_slots_the_same_with_and_without_the_fast_path(
     storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nas_sampler import cli
+    from nas_sampler import worker
 
     study = _mixed_study(optuna.storages.RDBStorage(storage_url))
-    fast = cli._slots(study)
-    monkeypatch.setattr(cli, "count_slots", lambda *a: None)
-    assert cli._slots(study) == fast == (True, 4)
+    fast = worker.slots(study)
+    monkeypatch.setattr(worker, "count_slots", lambda *a: None)
+    assert worker.slots(study) == fast == (True, 4)
 
 
 def test_a_trial_created_during_a_read_is_left_for_the_next_one(storage_url: str, monkeypatch) -> None:
