@@ -122,7 +122,7 @@ def _slots(url: str, name: str) -> tuple[dict[tuple[int, int], list[str]], dict[
     for t in trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             tag = t.system_attrs["GeneticCellSampler:slot"]
-            by_slot.setdefault((tag["g"], tag["s"]), []).append(t.user_attrs["genotype"])
+            by_slot.setdefault((tag["generation"], tag["slot"]), []).append(t.user_attrs["genotype"])
             values[t.number] = tuple(t.values)
     return by_slot, values, trials
 

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 
-from nas_sampler import heartbeat
+from nas_sampler import heartbeat, schema
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
@@ -31,7 +31,7 @@ from nas_sampler.space import SPACES
 from nas_sampler.worker import connection_error, file_lock, first_line, run_trials, work_left
 
 _log = logging.getLogger(__name__)
-CONFIG_ATTR = "nas_sampler:config"
+CONFIG_ATTR = schema.CONFIG
 # settings that define a search: changing them on resume would mix two different searches
 _FIXED_KEYS = (
     ("space",),

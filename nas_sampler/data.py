@@ -43,9 +43,10 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
+from nas_sampler import schema
 from nas_sampler.errors import ConfigError, DataError, SpaceMismatchError
 
-DATA_ATTR = "nas_sampler:data"
+DATA_ATTR = schema.DATA
 BUILTIN = "builtin"
 STRATEGIES = ("random", "class_focused")
 

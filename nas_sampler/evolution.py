@@ -23,9 +23,11 @@ import numpy as np
 
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
+from nas_sampler.schema import ChildRecord
 from nas_sampler.space import SearchSpace, choice
 
 REDUCTIONS: tuple[str, ...] = ("rank_sum", "crowding")
+__all__ = ["ChildRecord"]  # re-exported: a child's record is part of the evolution's vocabulary
 
 
 def mutation_kinds(space: SearchSpace) -> tuple[str, ...]:
@@ -74,25 +76,6 @@ class EvolutionConfig:
 
 
 # ---- adaptive state -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChildRecord:
-    """How a child was made: what the adaptive state learns from when the child survives or not."""
-
-    crossover: str | None = None
-    mutations: tuple[str, ...] = ()
-    ops: tuple[str, ...] = ()  # operations chosen by success rate (add_op, add_node, change_edge)
-    fallback: bool = False  # a random unseen genotype after max_retries duplicates
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"x": self.crossover, "m": list(self.mutations), "o": list(self.ops), "f": self.fallback}
-
-    @staticmethod
-    def from_dict(d: Mapping[str, Any] | None) -> ChildRecord:
-        if not d:
-            return ChildRecord()
-        return ChildRecord(d.get("x"), tuple(d.get("m", ())), tuple(d.get("o", ())), bool(d.get("f", False)))
 
 
 Stats = tuple[tuple[str, int, int], ...]  # (name, attempts, successes), sorted by name

@@ -32,7 +32,7 @@ from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
 from nas_sampler.sampler import constraint_violations
-from nas_sampler.space import GENOTYPE_ATTR, SearchSpace, recorded_space, space_from_definition
+from nas_sampler.space import SearchSpace, recorded_space, space_from_definition
 
 FORMAT = "nas-sampler-final/1"
 RULES = ("rank_sum", "crowding", "tournament")
@@ -50,11 +50,6 @@ def _load_study(study: optuna.Study | str, storage: str | None) -> optuna.Study:
     except KeyError as e:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise ConfigError(f"no study {study!r} in {storage}; studies there: {names}") from e
-
-
-def _genotype_text(space: SearchSpace, t: FrozenTrial) -> str:
-    text = t.user_attrs.get(GENOTYPE_ATTR)
-    return str(space.parse(text) if text is not None else space.from_params(t.params))
 
 
 class Rescorer(Protocol):
@@ -122,7 +117,7 @@ def choose_trials(
     seen: set[str] = set()
     wanted = max(n_cells, finalists) if rescore and rule == "rank_sum" else n_cells
     for t in ordered:
-        text = _genotype_text(space, t)
+        text = str(space.genotype_of(t))
         if text not in seen:
             seen.add(text)
             chosen.append(t)
@@ -154,7 +149,7 @@ def _rescored_order(
         rows = []
         for t in finalists:
             try:
-                values = objective.score(space.parse(_genotype_text(space, t))).values
+                values = objective.score(space.parse(str(space.genotype_of(t)))).values
                 rows.append([float(values[m]) for m in names])
             except HeuristicError:
                 rows.append(worst)
@@ -236,7 +231,7 @@ def export_final(
             )
         chosen = choose_trials(study, n_cells, rule, space, rescore=rescore, finalists=finalists)
         rule_used = rule if not rescore else f"{rule}, {len(rescore)} re-scorings of {finalists} finalists"
-    genotypes = [_genotype_text(space, t) for t in chosen]
+    genotypes = [str(space.genotype_of(t)) for t in chosen]
     if num_classes is None or in_channels is None:
         k, c = _data_shape(study)
         num_classes = num_classes if num_classes is not None else k

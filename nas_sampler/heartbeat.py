@@ -28,11 +28,12 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from nas_sampler import schema
 from nas_sampler.rdb import silent_trials
 
 _log = logging.getLogger(__name__)
 
-RETRY_HISTORY = "retry_history"  # written by Optuna's RetryHeartbeatStaleTrialCallback
+RETRY_HISTORY = schema.RETRY_HISTORY
 
 
 def enabled(storage: BaseStorage) -> bool:

@@ -50,12 +50,11 @@ from optuna.samplers import BaseGASampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from nas_sampler import heartbeat
+from nas_sampler import heartbeat, schema
 from nas_sampler.errors import ConfigError, GenotypeError
 from nas_sampler.evolution import (
     REDUCTIONS,
     AdaptiveState,
-    ChildRecord,
     EvolutionConfig,
     make_unique_child,
     random_unseen,
@@ -63,12 +62,12 @@ from nas_sampler.evolution import (
 )
 from nas_sampler.genotype import Genotype
 from nas_sampler.rdb import read_trials, running, system_attrs
-from nas_sampler.space import GENOTYPE_ATTR, CellSpace, SearchSpace, recorded_space
+from nas_sampler.schema import ChildRecord, SlotTag
+from nas_sampler.space import CellSpace, SearchSpace, recorded_space
 
 _log = logging.getLogger(__name__)
 
-RETRY_ATTR = "failed_trial"  # set by optuna.storages.RetryHeartbeatStaleTrialCallback on a retried trial
-_FIXED_KEY = "fixed_params"  # set by study.enqueue_trial
+RETRY_ATTR = schema.RETRY
 MODES = ("generational", "async")
 
 
@@ -291,11 +290,11 @@ class GeneticCellSampler(BaseGASampler):
 
     @classmethod
     def _slot_key(cls) -> str:
-        return f"{cls.__name__}:slot"
+        return schema.slot_key(cls.__name__)
 
     @classmethod
     def _config_key(cls) -> str:
-        return f"{cls.__name__}:config"
+        return schema.sampler_config_key(cls.__name__)
 
     def _parents_key(self, generation: int) -> str:
         return self._get_parent_cache_key_prefix() + str(generation)
@@ -374,10 +373,11 @@ class GeneticCellSampler(BaseGASampler):
     def _index_trial(self, ctx: _StudyContext, number: int, attrs: dict[str, Any]) -> None:
         """Give trial ``number`` (the next unindexed one) its slot; decided by the system attributes
         ``attrs`` it had when created."""
-        tag = attrs.get(self._slot_key())
-        if RETRY_ATTR in attrs or (tag is not None and tag.get("n") != number):
+        stored = attrs.get(self._slot_key())
+        tag = None if stored is None else SlotTag.from_json(stored)
+        if RETRY_ATTR in attrs or (tag is not None and tag.trial != number):
             if tag is not None:
-                slot = (int(tag["g"]), int(tag["s"]))
+                slot = (tag.generation, tag.slot)
             else:
                 original = int(attrs[RETRY_ATTR])
                 slot = ctx.slots[original] if 0 <= original < len(ctx.slots) else self._slot_of_consumer(0)
@@ -385,8 +385,8 @@ class GeneticCellSampler(BaseGASampler):
             slot = self._slot_of_consumer(ctx.consumers)
             ctx.consumers += 1
             ctx.holders[slot] = number
-            if _FIXED_KEY in attrs:
-                ctx.fixed[slot] = dict(attrs[_FIXED_KEY])
+            if schema.FIXED_PARAMS in attrs:
+                ctx.fixed[slot] = dict(attrs[schema.FIXED_PARAMS])
         ctx.slots.append(slot)
         ctx.members.setdefault(slot[0], []).append(number)
 
@@ -489,12 +489,10 @@ class GeneticCellSampler(BaseGASampler):
             child, record = self._async_child(study, ctx, g, s, trial.number)
         else:
             child, record = self._child(study, ctx, g, s, trial.number)
-        tag = trial.system_attrs.get(self._slot_key())
-        if tag is None:
-            value = {"g": g, "s": s, "n": trial.number, "r": record.to_dict()}
-            if not ctx.space_recorded:  # drawn for the default space: the objective may use another one
-                value["u"] = 1
-            study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), value)
+        if self._slot_key() not in trial.system_attrs:
+            # not ctx.space_recorded: drawn for the default space, and the objective may use another one
+            tag = SlotTag(g, s, trial.number, record, default_space=not ctx.space_recorded)
+            self._tag(study, trial, tag)
         params = ctx.space.to_params(child)
         return {k: v for k, v in params.items() if k in search_space}
 
@@ -517,7 +515,13 @@ class GeneticCellSampler(BaseGASampler):
         if self._slot_key() in trial.system_attrs or RETRY_ATTR in trial.system_attrs:
             return
         g, s = self.slot_of(study, trial)
-        study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), {"g": g, "s": s, "n": trial.number})
+        self._tag(study, trial, SlotTag(g, s, trial.number))
+
+    def _tag(self, study: Study, trial: FrozenTrial, tag: SlotTag) -> None:
+        """Write the trial's slot, and its generation under ``BaseGASampler``'s key (which Optuna's
+        tools read)."""
+        study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), tag.to_json())
+        study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), tag.generation)
 
     def reseed_rng(self) -> None:
         """Only the fallback for foreign parameters is reseeded: the evolution's randomness is
@@ -542,13 +546,8 @@ class GeneticCellSampler(BaseGASampler):
         cached = ctx.genotypes.get(t.number)
         if cached is not None:
             return cached
-        text = t.user_attrs.get(GENOTYPE_ATTR)
-        result: str | None = None
         try:
-            if text is not None:
-                result = str(ctx.space.parse(text))
-            elif all(k in t.params for k in self._dists(ctx)):
-                result = str(ctx.space.from_params(t.params))
+            result: str | None = str(ctx.space.genotype_of(t))
         except GenotypeError:
             result = None
         original = t.system_attrs.get(RETRY_ATTR)
@@ -631,6 +630,11 @@ class GeneticCellSampler(BaseGASampler):
                 delay = min(0.5, max(0.01, 0.1 * (time.monotonic() - started)))
                 waiting_on = sorted(still)
 
+    def _record_of(self, t: FrozenTrial) -> ChildRecord:
+        stored = t.system_attrs.get(self._slot_key())
+        child = None if stored is None else SlotTag.from_json(stored).child
+        return child if child is not None else ChildRecord()
+
     def _selector_for(self, generation: int) -> ParentSelector:
         t = self._tournament
         if t is not None and generation > 0:
@@ -668,7 +672,7 @@ class GeneticCellSampler(BaseGASampler):
             )
             chosen_numbers = [t.number for t in chosen]
             survivors = set(chosen_numbers)
-            records = [ChildRecord.from_dict((t.system_attrs.get(self._slot_key()) or {}).get("r")) for t in offspring]
+            records = [self._record_of(t) for t in offspring]
             state = prev.state.update(records, [t.number in survivors for t in offspring])
             self._write_study_attr(study, self._parents_key(g), {"parents": chosen_numbers, "state": state.to_dict()})
             parent_numbers = chosen_numbers
@@ -690,8 +694,8 @@ class GeneticCellSampler(BaseGASampler):
                 t = trials[n] if n < len(trials) else None
                 if t is None or t.state == TrialState.FAIL:
                     continue
-                tag = t.system_attrs.get(self._slot_key())
-                if tag and tag.get("u"):  # sampled before the space was recorded: a genotype of its own
+                stored = t.system_attrs.get(self._slot_key())
+                if stored and SlotTag.from_json(stored).default_space:  # bred before the space was recorded
                     text = self._genotype_of(ctx, t)
                     if text is not None:
                         local.add(text)

@@ -46,15 +46,16 @@ from optuna.trial import FrozenTrial
 from torch import nn
 from torch.utils.data import Dataset
 
+from nas_sampler import schema
 from nas_sampler.data import decode
 from nas_sampler.device import resolve_device
-from nas_sampler.errors import ConfigError, DataError, GenotypeError
+from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.genotype import Genotype
-from nas_sampler.space import GENOTYPE_ATTR, SearchSpace, recorded_space
+from nas_sampler.space import SearchSpace, recorded_space
 
 logger = logging.getLogger(__name__)
 
-TOURNAMENT_ATTR_PREFIX = "nas_sampler:tournament:"
+TOURNAMENT_ATTR_PREFIX = schema.TOURNAMENT_PREFIX
 DataLike = str | os.PathLike | Dataset | tuple[torch.Tensor, torch.Tensor]
 
 
@@ -540,7 +541,7 @@ class DartsTournament:
                 raise ConfigError(f"study {study.study_name!r} records no search space; pass the space to select()")
         if len(trials) < 2:
             return trials[:n_survivors]
-        genotypes = [_trial_genotype(space, t) for t in trials]
+        genotypes = [space.genotype_of(t) for t in trials]
         result = self.run(space, genotypes, generation)
         survivors = [numbers[i] for i in result.survivors(len(trials))]
         record = {
@@ -563,16 +564,6 @@ class DartsTournament:
     @staticmethod
     def _pick(by_number: dict[int, FrozenTrial], survivors: list[int], n: int) -> list[FrozenTrial]:
         return [by_number[k] for k in survivors if k in by_number][:n]
-
-
-def _trial_genotype(space: SearchSpace, trial: FrozenTrial) -> Genotype:
-    text = trial.user_attrs.get(GENOTYPE_ATTR)
-    if text is not None:
-        return space.parse(text)
-    try:
-        return space.from_params(trial.params)
-    except GenotypeError as e:
-        raise GenotypeError(f"trial {trial.number} has no genotype attribute and its parameters do not fit: {e}") from e
 
 
 def tournament_records(study: optuna.Study) -> dict[int, dict[str, Any]]:

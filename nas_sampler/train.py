@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
+from nas_sampler import schema
 from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.phenotype import count_parameters
@@ -38,8 +39,8 @@ from nas_sampler.tournament import _check_int, _check_positive_float
 
 logger = logging.getLogger(__name__)
 
-TRAINED_ATTR = "trained_accuracy"
-RUNS_ATTR = "nas_sampler:final_training"
+TRAINED_ATTR = schema.TRAINED
+RUNS_ATTR = schema.FINAL_TRAINING
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 import sqlalchemy
 
-from nas_sampler import heartbeat
+from nas_sampler import heartbeat, schema
 from nas_sampler.errors import NASError
 from nas_sampler.rdb import count_slots
 from nas_sampler.sampler import RETRY_ATTR
@@ -254,7 +254,7 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
             if state != optuna.trial.TrialState.FAIL:
                 return
             retried = any(
-                number in t.system_attrs.get("retry_history", ()) for t in backend.get_all_trials(study._study_id)
+                number in t.system_attrs.get(schema.RETRY_HISTORY, ()) for t in backend.get_all_trials(study._study_id)
             )
             callback = storage.get_heartbeat_stale_trial_callback() if heartbeat.enabled(storage) else None
             if not retried and callback is not None:

@@ -120,7 +120,7 @@ def _assert_whole_search(study: optuna.Study, pop: int, off: int, target: int) -
     assert len(set(genotypes)) == target, "a genotype was completed twice"
     by_gen: dict[int, list[int]] = {}
     for t in complete:
-        by_gen.setdefault(t.system_attrs[SLOT]["g"], []).append(t.system_attrs[SLOT]["s"])
+        by_gen.setdefault(t.system_attrs[SLOT]["generation"], []).append(t.system_attrs[SLOT]["slot"])
     sizes = [pop] + [off] * ((target - pop) // off)
     assert {g: sorted(s) for g, s in by_gen.items()} == {g: list(range(n)) for g, n in enumerate(sizes)}
     for dead in (t for t in trials if t.state == TrialState.FAIL):
@@ -129,8 +129,8 @@ def _assert_whole_search(study: optuna.Study, pop: int, off: int, target: int) -
         retry = retries[0]
         assert retry.state == TrialState.COMPLETE
         if SLOT in dead.system_attrs:  # it died after its genotype was chosen: the retry evaluates the same one
-            assert retry.system_attrs[SLOT]["g"] == dead.system_attrs[SLOT]["g"]
-            assert retry.system_attrs[SLOT]["s"] == dead.system_attrs[SLOT]["s"]
+            assert retry.system_attrs[SLOT]["generation"] == dead.system_attrs[SLOT]["generation"]
+            assert retry.system_attrs[SLOT]["slot"] == dead.system_attrs[SLOT]["slot"]
             assert retry.params == dead.params
 
 

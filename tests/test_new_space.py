@@ -99,9 +99,9 @@ def test_the_sampler_evolves_a_registered_space_with_its_own_operators(chain: ty
     assert recorded_space(study) == space
     texts = [t.user_attrs["genotype"] for t in study.trials]
     assert len(set(texts)) == len(texts)  # no child proposed twice
-    records = [t.system_attrs[f"{GeneticCellSampler.__name__}:slot"].get("r", {}) for t in study.trials[6:]]
-    assert any(r.get("m") == ["flip_one"] for r in records)  # the space's own mutation, by name
-    assert any(r.get("x") == "one_point" for r in records)
+    records = [t.system_attrs[f"{GeneticCellSampler.__name__}:slot"]["child"] for t in study.trials[6:]]
+    assert any(r["mutations"] == ["flip_one"] for r in records)  # the space's own mutation, by name
+    assert any(r["crossover"] == "one_point" for r in records)
     best = max(t.values[1] - t.values[0] for t in study.trials)
     assert best > max(t.values[1] - t.values[0] for t in study.trials[:6])  # evolution improved on generation 0
 

@@ -124,7 +124,7 @@ def _slots(study: optuna.Study) -> dict[int, list[tuple[int, int]]]:
     for t in study.get_trials(deepcopy=False):
         if t.state != TrialState.FAIL:
             tag = t.system_attrs[KEY]
-            by_gen.setdefault(tag["g"], []).append((tag["s"], t.number))
+            by_gen.setdefault(tag["generation"], []).append((tag["slot"], t.number))
     return by_gen
 
 
@@ -244,7 +244,7 @@ def test_sigkill_mid_trial_then_resume_equals_a_straight_run(tmp_path: Path, db,
     dead, retry = study.trials[17], study.trials[18]
     assert dead.state == TrialState.FAIL and retry.system_attrs["failed_trial"] == 17
     assert retry.user_attrs["genotype"] == dead.user_attrs["genotype"]
-    assert retry.system_attrs[KEY]["g"] == dead.system_attrs[KEY]["g"]
+    assert retry.system_attrs[KEY]["generation"] == dead.system_attrs[KEY]["generation"]
     _assert_exact_generations(study, 6, 5)
 
 
@@ -271,8 +271,11 @@ def test_a_late_retry_counts_in_its_own_generation(tmp_path: Path, db) -> None:
     study.optimize(objective, n_trials=1)  # runs the retry
     retry = study.trials[-1]
     assert retry.system_attrs["failed_trial"] == orphan.number and retry.state == TrialState.COMPLETE
-    assert retry.system_attrs[KEY]["g"] == 0 and retry.user_attrs["genotype"] == study.trials[2].user_attrs["genotype"]
-    sizes = Counter(t.system_attrs[KEY]["g"] for t in study.trials if t.state == TrialState.COMPLETE)
+    assert (
+        retry.system_attrs[KEY]["generation"] == 0
+        and retry.user_attrs["genotype"] == study.trials[2].user_attrs["genotype"]
+    )
+    sizes = Counter(t.system_attrs[KEY]["generation"] for t in study.trials if t.state == TrialState.COMPLETE)
     assert sizes == {0: 4, 1: 4, 2: 4}  # 12 completed trials; generation 0 has exactly 4, not 5
     _assert_exact_generations(study, 4, 4)
 
@@ -335,7 +338,15 @@ def test_two_threads_give_distinct_genotypes_and_exact_generations(tmp_path: Pat
     genotypes = _completed_genotypes(study)
     assert len(genotypes) == 36 and len(set(genotypes)) == 36
     _assert_exact_generations(study, 6, 5)
-    assert Counter(t.system_attrs[KEY]["g"] for t in study.trials) == {0: 6, 1: 5, 2: 5, 3: 5, 4: 5, 5: 5, 6: 5}
+    assert Counter(t.system_attrs[KEY]["generation"] for t in study.trials) == {
+        0: 6,
+        1: 5,
+        2: 5,
+        3: 5,
+        4: 5,
+        5: 5,
+        6: 5,
+    }
 
 
 def test_two_processes_on_one_sqlite_study(tmp_path: Path, db) -> None:
@@ -352,7 +363,7 @@ def test_two_processes_on_one_sqlite_study(tmp_path: Path, db) -> None:
     genotypes = _completed_genotypes(study)
     assert len(genotypes) == 40 and len(set(genotypes)) == 40
     _assert_exact_generations(study, 8, 8)
-    assert Counter(t.system_attrs[KEY]["g"] for t in study.trials) == {g: 8 for g in range(5)}
+    assert Counter(t.system_attrs[KEY]["generation"] for t in study.trials) == {g: 8 for g in range(5)}
 
 
 def test_two_studies_in_one_database_do_not_interfere(tmp_path: Path, db) -> None:
@@ -388,7 +399,7 @@ def test_enqueued_trials_are_members_of_generation_zero() -> None:
     genotypes = _completed_genotypes(study)
     assert genotypes[:3] == [str(g) for g in seeds]
     assert len(set(genotypes)) == 14
-    assert [t.system_attrs[KEY]["g"] for t in study.trials] == [0] * 6 + [1] * 6 + [2] * 2
+    assert [t.system_attrs[KEY]["generation"] for t in study.trials] == [0] * 6 + [1] * 6 + [2] * 2
 
 
 def test_failed_trials_keep_their_slot_and_are_never_parents() -> None:
@@ -401,7 +412,7 @@ def test_failed_trials_keep_their_slot_and_are_never_parents() -> None:
     study = optuna.create_study(directions=["minimize"] * 3, sampler=GeneticCellSampler(population_size=6, seed=5))
     study.optimize(flaky, n_trials=30, catch=(ValueError,))
     tags = [t.system_attrs[KEY] for t in study.trials]
-    assert Counter(t["g"] for t in tags) == {0: 6, 1: 6, 2: 6, 3: 6, 4: 6}
+    assert Counter(t["generation"] for t in tags) == {0: 6, 1: 6, 2: 6, 3: 6, 4: 6}
     failed = {t.number for t in study.trials if t.state == TrialState.FAIL}
     for g in range(1, 5):
         assert not failed & {t.number for t in study.sampler.select_parent(study, g)}
@@ -584,7 +595,7 @@ def test_async_mode_never_waits_at_a_generation_boundary(monkeypatch: pytest.Mon
     study.optimize(objective, n_trials=14, n_jobs=2)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 16 and len({t.user_attrs["genotype"] for t in done} | {str(SPACE.suggest(stuck))}) == 17
-    sizes = Counter(t.system_attrs[KEY]["g"] for t in done)
+    sizes = Counter(t.system_attrs[KEY]["generation"] for t in done)
     assert sizes == {0: 3, 1: 4, 2: 4, 3: 4, 4: 1}  # slots numbered as in the generational mode (17 trials)
 
 

@@ -24,13 +24,14 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from torch import nn
 
 from nas_sampler import ops as _ops
+from nas_sampler import schema
 from nas_sampler.errors import ConfigError, GenotypeError, SpaceMismatchError
 from nas_sampler.genotype import Genotype
 from nas_sampler.rdb import store_params
 
-SPACE_ATTR = "nas_sampler:space"
-GENOTYPE_ATTR = "genotype"
-REPAIRED_ATTR = "repaired_from"
+SPACE_ATTR = schema.SPACE
+GENOTYPE_ATTR = schema.GENOTYPE
+REPAIRED_ATTR = schema.REPAIRED
 
 
 Mutation = Callable[[Any, Genotype, np.random.Generator, np.ndarray], tuple[Genotype, "str | None"]]
@@ -160,6 +161,18 @@ class SearchSpace(ABC):
             raise GenotypeError(f"parameters missing for {self!r}: {missing[:5]}")
         return self.repair(self._raw_from_params(params))
 
+    def genotype_of(self, trial: optuna.trial.FrozenTrial) -> Genotype:
+        """The genotype a trial evaluated: its ``genotype`` attribute, else its parameters."""
+        text = trial.user_attrs.get(GENOTYPE_ATTR)
+        if text is not None:
+            return self.parse(text)
+        try:
+            return self.from_params(trial.params)
+        except GenotypeError as e:
+            raise GenotypeError(
+                f"trial {trial.number} has no genotype attribute and its parameters do not fit: {e}"
+            ) from e
+
     def suggest(self, trial: optuna.trial.BaseTrial) -> Genotype:
         """Ask ``trial`` for a genotype through ordinary ``suggest_*`` calls.
 
@@ -250,7 +263,7 @@ def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution
     cached = getattr(trial, "_cached_frozen_trial", None)  # Optuna's private copy of the trial
     if cached is None:
         return
-    fixed = cached.system_attrs.get("fixed_params", {})
+    fixed = cached.system_attrs.get(schema.FIXED_PARAMS, {})
     missing = [name for name in dists if name not in cached.params and name not in fixed]
     if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose, so not asked
         return
