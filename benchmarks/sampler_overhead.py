@@ -26,6 +26,7 @@ from pathlib import Path
 
 import optuna
 
+from nas_sampler.internals import storage_of
 from nas_sampler.sampler import GeneticCellSampler
 from nas_sampler.space import CellSpace
 
@@ -70,7 +71,7 @@ def resume_time(study: optuna.Study, name: str, folder: Path, population: int, s
     """Copy the in-memory study to SQLite, then time a fresh process that loads it and runs one trial."""
     url = f"sqlite:///{folder / name}.db"
     optuna.copy_study(
-        from_study_name=study.study_name, from_storage=study._storage, to_storage=url, to_study_name="bench"
+        from_study_name=study.study_name, from_storage=storage_of(study), to_storage=url, to_study_name="bench"
     )
     code = RESUME.format(bench_dir=str(Path(__file__).parent), url=url, name=name, pop=population, seed=seed)
     t0 = time.perf_counter()

@@ -24,9 +24,9 @@ import sqlalchemy.exc
 
 from nas_sampler import heartbeat, schema
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
+from nas_sampler.internals import FastRDBStorage
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
-from nas_sampler.rdb import FastRDBStorage
 from nas_sampler.space import SPACES
 from nas_sampler.worker import connection_error, file_lock, first_line, run_trials, work_left
 
@@ -339,7 +339,7 @@ class _GracefulStop:
 def cmd_search(args: argparse.Namespace) -> int:
     cfg = load_preset(args.preset) if args.preset else SearchConfig()
     cfg = _apply_flags(cfg, args)
-    hint = "nas-sampler " + shlex.join(sys.argv[1:] if args._argv is None else args._argv)
+    hint = "nas-sampler " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
     return run_search(cfg, hint, create=True)
 
 
@@ -578,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args._argv = argv
+    args.argv = argv
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s")
     optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.WARNING)
     if not args.debug:  # heartbeat and its retry callback are marked experimental; users chose them knowingly

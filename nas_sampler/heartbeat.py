@@ -21,15 +21,20 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from nas_sampler import schema
-from nas_sampler.rdb import silent_trials
+from nas_sampler.internals import (
+    backend_of,
+    heartbeat_enabled,
+    optuna_stale_trial_ids,
+    silent_trials,
+    storage_of,
+    study_id_of,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -37,13 +42,12 @@ RETRY_HISTORY = schema.RETRY_HISTORY
 
 
 def enabled(storage: BaseStorage) -> bool:
-    return is_heartbeat_enabled(storage)
+    return heartbeat_enabled(storage)
 
 
 def grace_period(storage: BaseStorage) -> float:
     """The storage's grace period in seconds (Optuna's default: twice the interval)."""
-    backend = getattr(storage, "_backend", storage)
-    grace = getattr(backend, "grace_period", None)
+    grace = getattr(backend_of(storage), "grace_period", None)
     return float(grace) if grace is not None else 2.0 * float(storage.get_heartbeat_interval() or 0)
 
 
@@ -112,23 +116,19 @@ def stop(storage: BaseStorage, trial_id: int) -> None:
 def stale_trial_ids(storage: BaseStorage, study_id: int) -> list[int]:
     """Optuna's stale trials (heartbeat older than the grace period) and the RUNNING trials that
     never had a heartbeat and started more than the grace period ago."""
-    backend: Any = getattr(storage, "_backend", storage)
-    if not isinstance(backend, BaseHeartbeat) or not enabled(storage):
+    if not enabled(storage):
         return []
-    if isinstance(backend, RDBStorage):  # Optuna's own rule, not a subclass's override of it
-        ids = RDBStorage._get_stale_trial_ids(backend, study_id)
-    else:
-        ids = backend._get_stale_trial_ids(study_id)
-    silent = silent_trials(backend, study_id, grace_period(storage)) or []
+    ids = optuna_stale_trial_ids(storage, study_id)
+    silent = silent_trials(backend_of(storage), study_id, grace_period(storage)) or []
     return ids + [i for i in silent if i not in ids]
 
 
 def fail_stale(study: optuna.Study) -> list[int]:
     """Fail the study's stale trials and hand each to the storage's stale-trial callback, as Optuna's
     ``fail_stale_trials`` does, with :func:`stale_trial_ids`' wider rule; the numbers failed here."""
-    storage = study._storage
+    storage = storage_of(study)
     failed: list[FrozenTrial] = []
-    for trial_id in stale_trial_ids(storage, study._study_id):
+    for trial_id in stale_trial_ids(storage, study_id_of(study)):
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 failed.append(copy.deepcopy(storage.get_trial(trial_id)))

@@ -61,7 +61,15 @@ from nas_sampler.evolution import (
     select_survivors,
 )
 from nas_sampler.genotype import Genotype
-from nas_sampler.rdb import read_trials, running, system_attrs
+from nas_sampler.internals import (
+    cached_trials,
+    read_trials,
+    running,
+    storage_of,
+    study_id_of,
+    system_attrs,
+    trial_id_of,
+)
 from nas_sampler.schema import ChildRecord, SlotTag
 from nas_sampler.space import CellSpace, SearchSpace, recorded_space
 
@@ -301,7 +309,7 @@ class GeneticCellSampler(BaseGASampler):
 
     # ---- per-study context ---------------------------------------------------------------------
     def _context(self, study: Study) -> _StudyContext:
-        key = (id(study._storage), study._study_id)
+        key = (id(storage_of(study)), study_id_of(study))
         ctx = self._contexts.get(key)
         if ctx is None:
             with self._contexts_lock:
@@ -320,7 +328,7 @@ class GeneticCellSampler(BaseGASampler):
 
     def _new_context(self, study: Study) -> _StudyContext:
         """Read (or record, on first use) the seed and generation sizes the study is searched with."""
-        storage, sid = study._storage, study._study_id
+        storage, sid = storage_of(study), study_id_of(study)
         sizes = {"population_size": self._population_size, "offspring_per_generation": self._offspring}
         stored = storage.get_study_system_attrs(sid).get(self._config_key())
         if stored is None:
@@ -357,9 +365,9 @@ class GeneticCellSampler(BaseGASampler):
     def _write_study_attr(study: Study, key: str, value: Any) -> None:
         """One write; a concurrent writer of the same key (a unique-key race) is not an error."""
         try:
-            study._storage.set_study_system_attr(study._study_id, key, value)
+            storage_of(study).set_study_system_attr(study_id_of(study), key, value)
         except Exception:
-            if key not in study._storage.get_study_system_attrs(study._study_id):
+            if key not in storage_of(study).get_study_system_attrs(study_id_of(study)):
                 raise
 
     # ---- slots ---------------------------------------------------------------------------------
@@ -397,10 +405,10 @@ class GeneticCellSampler(BaseGASampler):
         if upto is not None and upto.number - len(ctx.slots) <= 16:
             numbers = range(len(ctx.slots), upto.number)
             found = system_attrs(study, numbers)
-            storage = study._storage
+            storage = storage_of(study)
             for number in numbers:
                 if found is None:
-                    tid = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+                    tid = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
                     self._index_trial(ctx, number, storage.get_trial(tid).system_attrs)
                 else:
                     self._index_trial(ctx, number, found[number])
@@ -416,7 +424,7 @@ class GeneticCellSampler(BaseGASampler):
             start, again = ctx.read_upto, sorted(ctx.unfinished)
         fresh = read_trials(study, start, again)
         if fresh is None:
-            return study._get_trials(deepcopy=False, use_cache=False)
+            return study.get_trials(deepcopy=False)
         with ctx.lock:
             new = {t.number: t for t in fresh}
             for t in fresh:
@@ -429,7 +437,7 @@ class GeneticCellSampler(BaseGASampler):
             ctx.read_upto = max(ctx.read_upto, upto)
             trials = [ctx.finished[n] if n in ctx.finished else new.get(n) for n in range(upto)]
         if any(t is None for t in trials):  # a number missing from the storage: let Optuna's read decide
-            return study._get_trials(deepcopy=False, use_cache=False)
+            return study.get_trials(deepcopy=False)
         return trials  # type: ignore[return-value]
 
     def _index_list(self, ctx: _StudyContext, trials: Sequence[FrozenTrial]) -> None:
@@ -452,7 +460,7 @@ class GeneticCellSampler(BaseGASampler):
     def get_population(self, study: Study, generation: int) -> list[FrozenTrial]:
         """Completed trials of ``generation`` (a retried slot counts once: its completed trial)."""
         ctx = self._context(study)
-        trials = study._get_trials(deepcopy=False, use_cache=True)
+        trials = cached_trials(study)
         with ctx.lock:
             self._index_list(ctx, trials)
             return [t for t in trials if t.state == TrialState.COMPLETE and ctx.slots[t.number][0] == generation]
@@ -462,7 +470,7 @@ class GeneticCellSampler(BaseGASampler):
         if generation == 0:
             return []
         gen = self._generation(study, self._context(study), generation, current=None)
-        trials = study._get_trials(deepcopy=False, use_cache=True)
+        trials = cached_trials(study)
         return [trials[n] for n in gen.parent_numbers]
 
     def get_parent_population(self, study: Study, generation: int) -> list[FrozenTrial]:
@@ -506,12 +514,12 @@ class GeneticCellSampler(BaseGASampler):
         """The trial's first heartbeat, written now (inside ``ask``, before anything else runs), and a
         beater that keeps it alive through the sampler's waits and the objective (see
         :mod:`nas_sampler.heartbeat`)."""
-        heartbeat.start(study._storage, trial._trial_id)
+        heartbeat.start(storage_of(study), trial_id_of(trial))
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         """Stop the trial's beater; tag trials that never asked the sampler (enqueued ones), so every
         trial shows its slot."""
-        heartbeat.stop(study._storage, trial._trial_id)
+        heartbeat.stop(storage_of(study), trial_id_of(trial))
         if self._slot_key() in trial.system_attrs or RETRY_ATTR in trial.system_attrs:
             return
         g, s = self.slot_of(study, trial)
@@ -520,8 +528,8 @@ class GeneticCellSampler(BaseGASampler):
     def _tag(self, study: Study, trial: FrozenTrial, tag: SlotTag) -> None:
         """Write the trial's slot, and its generation under ``BaseGASampler``'s key (which Optuna's
         tools read)."""
-        study._storage.set_trial_system_attr(trial._trial_id, self._slot_key(), tag.to_json())
-        study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), tag.generation)
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), self._slot_key(), tag.to_json())
+        storage_of(study).set_trial_system_attr(trial_id_of(trial), self._get_generation_key(), tag.generation)
 
     def reseed_rng(self) -> None:
         """Only the fallback for foreign parameters is reseeded: the evolution's randomness is
@@ -584,7 +592,7 @@ class GeneticCellSampler(BaseGASampler):
         started = time.monotonic()
         deadline = started + self._generation_timeout
         delay = 0.01
-        beats = heartbeat.enabled(study._storage)
+        beats = heartbeat.enabled(storage_of(study))
         next_stale_check = 0.0
         told = False
         while True:
@@ -648,7 +656,8 @@ class GeneticCellSampler(BaseGASampler):
         with ctx.lock:
             if g in ctx.gens:
                 return ctx.gens[g]
-        cached = None if g == 0 else study._storage.get_study_system_attrs(study._study_id).get(self._parents_key(g))
+        attrs = {} if g == 0 else storage_of(study).get_study_system_attrs(study_id_of(study))
+        cached = attrs.get(self._parents_key(g))
         if g == 0:
             trials = self._trials(study, ctx)
             parent_numbers: list[int] = []

@@ -125,6 +125,10 @@ class _BatchSource:
             raise DataError("cannot tell the number of classes of the data set; pass num_classes=")
         return k
 
+    def rewind(self, split: str) -> None:
+        """Start ``split`` again from its first batch."""
+        self._pos[split] = 0
+
     def next(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         idx_all = self.train_idx if split == "train" else self.val_idx
         start = self._pos[split]
@@ -304,7 +308,7 @@ def run_tournament(
     source = _BatchSource(data, batch_size, seed, root=root)
     k = source.num_classes() if num_classes is None else _check_int("num_classes", num_classes, 2)
     probe, _ = source.next("train")
-    source._pos["train"] = 0
+    source.rewind("train")
     in_channels = probe.shape[1]
 
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []

@@ -24,7 +24,14 @@ import sqlalchemy
 
 from nas_sampler import heartbeat, schema
 from nas_sampler.errors import NASError
-from nas_sampler.rdb import count_slots
+from nas_sampler.internals import (
+    backend_of,
+    count_slots,
+    forget_cached_trials,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
 from nas_sampler.sampler import RETRY_ATTR
 
 _log = logging.getLogger(__name__)
@@ -55,7 +62,7 @@ def run_trials(
       the storage's stale-trial callback, as if its worker had died. Past the timeout it raises
       :class:`NASError` with one line: every finished trial is stored, and the same command resumes.
     """
-    storage = study._storage
+    storage = storage_of(study)
     beats = heartbeat.enabled(storage)
     poll = float(min(storage.get_heartbeat_interval() or 1, 5)) if beats else 0.0
     if reconnect_timeout is None:
@@ -63,7 +70,7 @@ def run_trials(
     current: dict[str, tuple[int, int]] = {}
 
     def tracked(trial: optuna.Trial) -> Any:
-        current["trial"] = (trial._trial_id, trial.number)
+        current["trial"] = (trial_id_of(trial), trial.number)
         return objective(trial)
 
     next_check = 0.0
@@ -124,10 +131,10 @@ class _BudgetLock:
         import threading
 
         self._thread_lock = threading.Lock()
-        backend = getattr(study._storage, "_backend", study._storage)
+        backend = backend_of(storage_of(study))
         self._engine = getattr(backend, "engine", None)
         self._dialect = self._engine.dialect.name if self._engine is not None else ""
-        self._key = int.from_bytes(hashlib.sha256(f"nas_sampler:{study._study_id}".encode()).digest()[:8], "big")
+        self._key = int.from_bytes(hashlib.sha256(f"nas_sampler:{study_id_of(study)}".encode()).digest()[:8], "big")
         self._key -= 2**63  # PostgreSQL's bigint is signed
         self._path: str | None = None
         if self._dialect == "sqlite":
@@ -164,7 +171,7 @@ def _run_one(
 ) -> bool:
     """Take one trial (a waiting one, or a new one while slots are left) and run it, as Optuna's
     ``optimize`` does for one trial; False when there was nothing to take."""
-    storage = study._storage
+    storage = storage_of(study)
     fail_stale()
     with lock():  # which trial to run is decided under the lock; the lock is held as briefly as can be
         waiting, taken = slots(study)
@@ -174,14 +181,14 @@ def _run_one(
             with warnings.catch_warnings():  # Optuna warns that heartbeat is meant for optimize; we run it as it does
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = study.ask()  # pops the waiting trial
-            trial_id = trial._trial_id
+            trial_id = trial_id_of(trial)
         else:
-            trial_id = storage.create_new_trial(study._study_id)
+            trial_id = storage.create_new_trial(study_id_of(study))
         # the first heartbeat in the same critical section that made the trial RUNNING
         heartbeat.start(storage, trial_id)
     try:
         if not waiting:  # what ask() does past the queue: the sampler then reads fresh trials
-            study._thread_local.cached_all_trials = None
+            forget_cached_trials(study)
             trial = optuna.Trial(study, trial_id)
         frozen, error, state = _run_trial(study, trial, objective)
     finally:
@@ -234,13 +241,13 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
     """Wait for the storage to answer again, then fail and retry the trial that was cut off."""
     cause = first_line(connection_error(error) or error)
     print(f"lost the connection to the storage ({cause}); reconnecting for up to {timeout:.0f} s", file=sys.stderr)
-    storage = study._storage
-    backend = getattr(storage, "_backend", storage)  # the cache would answer without asking the database
+    storage = storage_of(study)
+    backend = backend_of(storage)  # the cache would answer without asking the database
     deadline = time.monotonic() + timeout
     while True:
         try:
             if trial is None:
-                backend.get_study_system_attrs(study._study_id)  # a round trip: is it back?
+                backend.get_study_system_attrs(study_id_of(study))  # a round trip: is it back?
                 return
             trial_id, number = trial
             state = backend.get_trial(trial_id).state
@@ -253,9 +260,8 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
                 state = optuna.trial.TrialState.FAIL
             if state != optuna.trial.TrialState.FAIL:
                 return
-            retried = any(
-                number in t.system_attrs.get(schema.RETRY_HISTORY, ()) for t in backend.get_all_trials(study._study_id)
-            )
+            everyone = backend.get_all_trials(study_id_of(study))
+            retried = any(number in t.system_attrs.get(schema.RETRY_HISTORY, ()) for t in everyone)
             callback = storage.get_heartbeat_stale_trial_callback() if heartbeat.enabled(storage) else None
             if not retried and callback is not None:
                 callback(study, backend.get_trial(trial_id))

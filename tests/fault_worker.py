@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial
 
 from nas_sampler import cli, heartbeat, worker
 from nas_sampler.genotype import Genotype
+from nas_sampler.internals import storage_of
 from nas_sampler.presets import SearchConfig, config_from_dict
 from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
 from nas_sampler.space import CellSpace
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         first_beat = heartbeat.start
 
         def start(storage: object, trial_id: int) -> None:
-            if study._storage.get_trial(trial_id).number == args.die_unbeaten:
+            if storage_of(study).get_trial(trial_id).number == args.die_unbeaten:
                 os.kill(os.getpid(), signal.SIGKILL)
             first_beat(storage, trial_id)
 

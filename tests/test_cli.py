@@ -14,6 +14,7 @@ import optuna
 import pytest
 
 from nas_sampler.cli import main
+from nas_sampler.internals import storage_of, study_id_of
 
 SMALL = ["--preset", "smoke", "--population", "4", "--batch-size", "8"]
 
@@ -75,7 +76,7 @@ def test_async_mode_from_the_command_line(tmp_path, capsys, monkeypatch) -> None
     monkeypatch.chdir(tmp_path)
     assert main(["search", *SMALL, "--trials", "6", "--mode", "async"]) == 0
     study = optuna.load_study(study_name="smoke", storage="sqlite:///nas.db")
-    assert study._storage.get_study_system_attrs(study._study_id)["GeneticCellSampler:config"]["mode"] == "async"
+    assert storage_of(study).get_study_system_attrs(study_id_of(study))["GeneticCellSampler:config"]["mode"] == "async"
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 6
     assert main(["search", "--preset", "smoke", "--mode", "async", "--tournament-every", "2"]) == 2
     assert "search.mode = 'async' has no generation boundary" in capsys.readouterr().err

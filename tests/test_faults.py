@@ -24,6 +24,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas_sampler.internals import storage_of, study_id_of
+
 sys.path.insert(0, str(Path(__file__).parent))
 import fault_worker  # noqa: E402
 
@@ -187,15 +189,15 @@ def test_sigkill_while_selecting_parents_leaves_the_cache_absent_and_resume_comp
     # the parents of generation 2 are chosen by the trial that takes its first slot (trial 11)
     _kill_when(_start(url, name, tmp_path, target=target, slow_select=2), tmp_path / "select")
     study = _load(url, name)
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
     assert f"{PARENTS}1" in attrs and f"{PARENTS}2" not in attrs  # absent, not partial
     assert len(_snapshot(study)) == 11
     time.sleep(GRACE + 1.2)
     _finish(_start(url, name, tmp_path, target=target))
     study = _load(url, name)
     reference = _reference(pop, off, 7, target)
-    attrs = study._storage.get_study_system_attrs(study._study_id)
-    expected = reference._storage.get_study_system_attrs(reference._study_id)
+    attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
+    expected = storage_of(reference).get_study_system_attrs(study_id_of(reference))
     for g in range(1, 5):  # complete, and the same parents (by genotype: the retry shifted trial numbers)
         got, want = attrs[f"{PARENTS}{g}"], expected[f"{PARENTS}{g}"]
         assert got["state"] == want["state"] and len(got["parents"]) == pop

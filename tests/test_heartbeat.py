@@ -16,7 +16,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from nas_sampler import heartbeat
-from nas_sampler.rdb import FastRDBStorage
+from nas_sampler.internals import FastRDBStorage, storage_of, study_id_of, trial_id_of
 from nas_sampler.sampler import GeneticCellSampler
 from nas_sampler.space import CellSpace
 
@@ -55,8 +55,8 @@ def test_ask_returns_a_trial_that_already_has_its_heartbeat(tmp_path: Path) -> N
     study = _study(storage)
     with pytest.warns(UserWarning):  # Optuna: heartbeat is meant for optimize (its thread would start after ask)
         trial = study.ask()
-    assert _beaten(storage, trial._trial_id)  # before any objective or Optuna heartbeat thread ran
-    assert _beaters() == [f"nas-heartbeat-{trial._trial_id}"]  # and it keeps beating while the trial runs
+    assert _beaten(storage, trial_id_of(trial))  # before any objective or Optuna heartbeat thread ran
+    assert _beaters() == [f"nas-heartbeat-{trial_id_of(trial)}"]  # and it keeps beating while the trial runs
     study.tell(trial, float(len(str(SPACE.suggest(trial)))))
     assert _beaters() == []  # told: the beater is gone
 
@@ -65,7 +65,7 @@ def test_optimize_with_two_threads_leaves_no_beater_behind(tmp_path: Path) -> No
     storage = _storage(tmp_path)
     study = _study(storage)
     study.optimize(lambda t: float(len(str(SPACE.suggest(t)))), n_trials=10, n_jobs=2)
-    assert all(_beaten(storage, t._trial_id) for t in study.trials)
+    assert all(_beaten(storage, trial_id_of(t)) for t in study.trials)
     assert _beaters() == []
 
 
@@ -73,10 +73,10 @@ def test_optimize_with_two_threads_leaves_no_beater_behind(tmp_path: Path) -> No
 def test_a_running_trial_that_never_had_a_heartbeat_goes_stale(tmp_path: Path, cls: type[RDBStorage]) -> None:
     storage = _storage(tmp_path, cls)
     study = _study(storage)
-    dead = storage.create_new_trial(study._study_id)  # a worker killed before its first heartbeat
-    assert heartbeat.stale_trial_ids(storage, study._study_id) == []  # within the grace period: alive
+    dead = storage.create_new_trial(study_id_of(study))  # a worker killed before its first heartbeat
+    assert heartbeat.stale_trial_ids(storage, study_id_of(study)) == []  # within the grace period: alive
     time.sleep(1.3)
-    assert heartbeat.stale_trial_ids(storage, study._study_id) == [dead]
+    assert heartbeat.stale_trial_ids(storage, study_id_of(study)) == [dead]
     if cls is FastRDBStorage:  # Optuna's own check (study.optimize runs it before each trial) sees it too
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -93,7 +93,7 @@ def test_a_killed_trial_is_retried_max_retry_times_then_left_failed_with_a_warni
 ) -> None:
     storage = _storage(tmp_path, max_retry=2)
     study = _study(storage)
-    storage.create_new_trial(study._study_id)
+    storage.create_new_trial(study_id_of(study))
     for death in range(3):  # the trial, then each retry, killed before finishing
         time.sleep(2.2)  # SQLite's clock for heartbeats counts whole seconds
         with caplog.at_level(logging.WARNING, logger="nas_sampler.heartbeat"):
@@ -103,7 +103,7 @@ def test_a_killed_trial_is_retried_max_retry_times_then_left_failed_with_a_warni
             assert trials[-1].state == TrialState.WAITING and trials[-1].system_attrs["failed_trial"] == 0
             with pytest.warns(UserWarning):
                 retry = study.ask()  # the next worker takes it and dies too
-            heartbeat.stop(study._storage, retry._trial_id)
+            heartbeat.stop(storage_of(study), trial_id_of(retry))
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL] * 3  # no third retry
     assert "was killed 3 times" in caplog.text and "raise storage.max_retry" in caplog.text
 

@@ -23,6 +23,7 @@ from nas_sampler import heartbeat
 from nas_sampler import sampler as sampler_module
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
+from nas_sampler.internals import storage_of, study_id_of, trial_id_of
 from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
 from nas_sampler.space import CellSpace, NB201Space
 
@@ -163,7 +164,7 @@ def test_children_come_from_the_parents_and_evolution_improves() -> None:
     final = np.array([t.values for t in parents])
     # (mu + lambda) with the rank-sum rule keeps the best of every objective, and evolution improves on them
     assert (final.min(0) <= initial.min(0)).all() and (final.min(0) < initial.min(0)).any()
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
     cached = attrs["GeneticCellSampler:parent:14"]
     assert set(cached) == {"parents", "state"} and len(cached["parents"]) == 10
     assert cached["state"]["generation"] == 14 and cached["state"]["mutation"]  # operators were counted
@@ -263,9 +264,9 @@ def test_a_late_retry_counts_in_its_own_generation(tmp_path: Path, db) -> None:
     with pytest.warns(UserWarning):
         orphan = study.ask()  # a worker that dies after being given its genotype (slot 2 of generation 0)
     SPACE.suggest(orphan)
-    heartbeat.stop(study._storage, orphan._trial_id)  # its worker is dead: its heartbeat stops
+    heartbeat.stop(storage_of(study), trial_id_of(orphan))  # its worker is dead: its heartbeat stops
     study.optimize(objective, n_trials=9)  # generations 0..2 go on without it (generation_timeout=0)
-    storage.record_heartbeat(orphan._trial_id)  # its last heartbeat; it goes stale a grace period later
+    storage.record_heartbeat(trial_id_of(orphan))  # its last heartbeat; it goes stale a grace period later
     time.sleep(2.2)
     optuna.storages.fail_stale_trials(study)  # the late retry is created now, generations later
     study.optimize(objective, n_trials=1)  # runs the retry
@@ -289,7 +290,7 @@ def test_parent_cache_is_one_attribute_and_recomputes_identically(tmp_path: Path
     )
     study.optimize(objective, n_trials=23)
     key = "GeneticCellSampler:parent:4"
-    before = study._storage.get_study_system_attrs(study._study_id)[key]
+    before = storage_of(study).get_study_system_attrs(study_id_of(study))[key]
     reference = _completed_genotypes(study)
     # simulate "killed before the parents of generation 4 were written": a fresh study without them
     url2 = db("cache2")
@@ -297,10 +298,10 @@ def test_parent_cache_is_one_attribute_and_recomputes_identically(tmp_path: Path
         storage=url2, study_name="c", directions=["minimize"] * 3, sampler=GeneticCellSampler(5, seed=4)
     )
     copy.optimize(objective, n_trials=20)
-    assert key not in copy._storage.get_study_system_attrs(copy._study_id)
+    assert key not in storage_of(copy).get_study_system_attrs(study_id_of(copy))
     resumed = optuna.load_study(study_name="c", storage=url2, sampler=GeneticCellSampler(5, seed=4))
     resumed.optimize(objective, n_trials=3)
-    assert resumed._storage.get_study_system_attrs(resumed._study_id)[key] == before
+    assert storage_of(resumed).get_study_system_attrs(study_id_of(resumed))[key] == before
     assert _completed_genotypes(resumed) == reference
 
 
@@ -378,7 +379,7 @@ def test_two_studies_in_one_database_do_not_interfere(tmp_path: Path, db) -> Non
     alone.optimize(objective, n_trials=24)
     assert _completed_genotypes(a) == _completed_genotypes(alone)
     for s in (a, b):
-        attrs = s._storage.get_study_system_attrs(s._study_id)
+        attrs = storage_of(s).get_study_system_attrs(study_id_of(s))
         numbers = {t.number for t in s.trials}
         for g in range(1, 4):
             assert set(attrs[f"GeneticCellSampler:parent:{g}"]["parents"]) <= numbers
@@ -485,7 +486,7 @@ def test_tournament_replaces_pareto_selection_every_kth_generation(tmp_path: Pat
     study = optuna.create_study(storage=url, study_name="t", directions=["minimize"] * 3, sampler=sampler)
     study.optimize(objective, n_trials=26)  # generations 0..6
     assert tournament.calls == [2, 4, 6]
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
     for g in (2, 4, 6):
         pool = attrs[f"GeneticCellSampler:parent:{g - 1}"]["parents"] + [4 * g - 4 + i for i in range(4)]
         assert attrs[f"GeneticCellSampler:parent:{g}"]["parents"] == sorted(pool)[:4]

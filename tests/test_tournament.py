@@ -11,6 +11,7 @@ from torch import nn
 
 from nas_sampler import tournament as tmod
 from nas_sampler.errors import ConfigError
+from nas_sampler.internals import storage_of, study_id_of
 from nas_sampler.ops import build_op, register_op, unregister_op
 from nas_sampler.space import CellSpace, NB201Space
 from nas_sampler.tournament import DartsTournament, TournamentResult, run_tournament, split_groups
@@ -207,7 +208,7 @@ def test_genetic_sampler_uses_the_tournament_on_its_generations(tmp_path, monkey
     study.optimize(objective, n_trials=12)  # generations 0, 1, 2: parents of generation 2 by tournament
     records = tmod.tournament_records(study)
     assert list(records) == [2] and len(calls) == 1
-    parents = study._storage.get_study_system_attrs(study._study_id)["GeneticCellSampler:parent:2"]["parents"]
+    parents = storage_of(study).get_study_system_attrs(study_id_of(study))["GeneticCellSampler:parent:2"]["parents"]
     assert len(parents) == 4  # the population size is kept
     assert parents == records[2]["survivors"][:4]
     assert set(records[2]["winners"]) <= set(parents)

@@ -27,7 +27,7 @@ from nas_sampler import ops as _ops
 from nas_sampler import schema
 from nas_sampler.errors import ConfigError, GenotypeError, SpaceMismatchError
 from nas_sampler.genotype import Genotype
-from nas_sampler.rdb import store_params
+from nas_sampler.internals import frozen_trial_of, storage_of, store_params, study_id_of
 
 SPACE_ATTR = schema.SPACE
 GENOTYPE_ATTR = schema.GENOTYPE
@@ -258,11 +258,9 @@ def recorded_space(study: optuna.Study) -> SearchSpace | None:
 
 def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution]) -> None:
     """Store the sampler's values of all of ``dists`` in one transaction where the storage allows
-    (:func:`nas_sampler.rdb.store_params`); anything not chosen by the sampler (a retry, an enqueued
+    (:func:`nas_sampler.internals.store_params`); anything not chosen by the sampler (a retry, an enqueued
     trial, another sampler's independent draws) takes Optuna's usual path."""
-    cached = getattr(trial, "_cached_frozen_trial", None)  # Optuna's private copy of the trial
-    if cached is None:
-        return
+    cached = frozen_trial_of(trial)
     fixed = cached.system_attrs.get(schema.FIXED_PARAMS, {})
     missing = [name for name in dists if name not in cached.params and name not in fixed]
     if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose, so not asked
@@ -281,8 +279,8 @@ _CHECKED: weakref.WeakKeyDictionary[Any, set[tuple[int, str]]] = weakref.WeakKey
 
 def record_space(study: optuna.Study, space: SearchSpace) -> None:
     """Record ``space`` in ``study``; refuse if the study already records a different one."""
-    key = (study._study_id, json.dumps(space.definition(), sort_keys=True))
-    checked = _CHECKED.setdefault(study._storage, set())
+    key = (study_id_of(study), json.dumps(space.definition(), sort_keys=True))
+    checked = _CHECKED.setdefault(storage_of(study), set())
     if key in checked:
         return
     existing = study.user_attrs.get(SPACE_ATTR)

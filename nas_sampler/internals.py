@@ -1,10 +1,19 @@
-"""Fast paths over Optuna's RDB storage for what every trial of a many-worker search does.
+"""The one door to Optuna's internals: every use of a private Optuna name in the package is here.
 
-Optuna stores each ``suggest_*`` in a transaction of its own and re-reads every running trial
-(with all its parameters) on each ``get_trials``; with 80 parameters per genotype and several
-workers these dominate a trial's overhead on PostgreSQL. The helpers use Optuna's RDB models,
-which are not public: where the storage is not an ``RDBStorage`` or the models changed they return
-``None``/``False`` and the caller takes Optuna's public path.
+Each accessor has a fast path (a private attribute or model) and a public fallback that gives the
+same answer (``tests/test_internals.py`` checks both), so when an Optuna release moves a private
+name the package logs it once and goes on, slower, through the public API. Upper bounds on Optuna
+in ``pyproject.toml`` keep an untested release from being admitted silently.
+
+**Objects.** A study's storage and id, a trial's id, Optuna's per-thread trial cache, the frozen
+copy an ``optuna.Trial`` keeps, and the storage's heartbeat internals.
+
+**RDB fast paths** for what every trial of a many-worker search does. Optuna stores each
+``suggest_*`` in a transaction of its own and re-reads every running trial (with all its
+parameters) on each ``get_trials``; with 80 parameters per genotype and several workers these
+dominate a trial's overhead on PostgreSQL. The helpers use Optuna's RDB models, which are not
+public: where the storage is not an ``RDBStorage`` or the models changed they return ``None`` or
+``False`` and the caller takes Optuna's public path.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 _log = logging.getLogger(__name__)
@@ -27,10 +37,116 @@ _told: set[str] = set()
 
 
 def _fast_path_off(why: str) -> None:
-    """Say once per process that a fast path fell back to Optuna's public API (its models moved)."""
+    """Say once per process that a fast path fell back to Optuna's public API (a private name moved)."""
     if why not in _told:
         _told.add(why)
-        _log.warning("nas_sampler.rdb: %s; using Optuna's public API instead (slower, same results)", why)
+        _log.warning("nas_sampler.internals: %s; using Optuna's public API instead (slower, same results)", why)
+
+
+# ---- objects ---------------------------------------------------------------------------------------
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The study's storage. Optuna has no public accessor; a study is always built around one."""
+    return study._storage
+
+
+def study_id_of(study: optuna.Study) -> int:
+    found = getattr(study, "_study_id", None)
+    if found is None:
+        _fast_path_off("a Study has no _study_id")
+        return study_id_public(study)
+    return int(found)
+
+
+def study_id_public(study: optuna.Study) -> int:
+    return storage_of(study).get_study_id_from_name(study.study_name)
+
+
+def trial_id_of(trial: optuna.Trial | FrozenTrial) -> int:
+    found = getattr(trial, "_trial_id", None)
+    if found is None:
+        _fast_path_off(f"a {type(trial).__name__} has no _trial_id")
+        return trial_id_public(trial)
+    return int(found)
+
+
+def trial_id_public(trial: optuna.Trial | FrozenTrial) -> int:
+    study = getattr(trial, "study", None)
+    if study is None:
+        raise TypeError(f"the id of a detached {type(trial).__name__} is not known: pass the optuna.Trial")
+    return storage_of(study).get_trial_id_from_study_id_trial_number(study_id_of(study), trial.number)
+
+
+def cached_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """All trials, from the cache Optuna keeps for the current trial of this thread (read once per
+    ``ask``) when it can; else read afresh."""
+    get = getattr(study, "_get_trials", None)
+    if get is None:
+        _fast_path_off("a Study has no _get_trials")
+        return study.get_trials(deepcopy=False)
+    return get(deepcopy=False, use_cache=True)
+
+
+def forget_cached_trials(study: optuna.Study) -> None:
+    """Drop that cache, as ``ask`` does, so the next read is fresh."""
+    local = getattr(study, "_thread_local", None)
+    if local is not None:
+        local.cached_all_trials = None
+
+
+def frozen_trial_of(trial: optuna.Trial) -> FrozenTrial:
+    """The frozen copy an ``optuna.Trial`` keeps of itself (updated as it suggests); read from the
+    storage when it has none."""
+    cached = getattr(trial, "_cached_frozen_trial", None)
+    if cached is None:
+        _fast_path_off("an optuna.Trial has no _cached_frozen_trial")
+        return frozen_trial_public(trial)
+    return cached
+
+
+def frozen_trial_public(trial: optuna.Trial) -> FrozenTrial:
+    return storage_of(trial.study).get_trial(trial_id_of(trial))
+
+
+def backend_of(storage: BaseStorage) -> BaseStorage:
+    """The storage behind Optuna's in-process cache (``_CachedStorage``), which would answer some
+    reads without asking the database."""
+    return getattr(storage, "_backend", storage)
+
+
+def heartbeat_enabled(storage: BaseStorage) -> bool:
+    """Whether ``storage`` records heartbeats (Optuna's own test, else: it has an interval)."""
+    try:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+    except ImportError:
+        _fast_path_off("optuna.storages._heartbeat moved")
+        return heartbeat_enabled_public(storage)
+    return is_heartbeat_enabled(storage)
+
+
+def heartbeat_enabled_public(storage: BaseStorage) -> bool:
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return callable(getattr(storage, "record_heartbeat", None)) and interval is not None and interval() is not None
+
+
+def optuna_stale_trial_ids(storage: BaseStorage, study_id: int) -> list[int]:
+    """Optuna's own rule: RUNNING trials whose last heartbeat is older than the grace period."""
+    backend = backend_of(storage)
+    if not heartbeat_enabled(backend):
+        return []
+    own = getattr(optuna.storages.RDBStorage, "_get_stale_trial_ids", None)
+    if isinstance(backend, optuna.storages.RDBStorage) and own is not None:
+        return list(own(backend, study_id))  # Optuna's rule, not FastRDBStorage's wider one
+    found = getattr(backend, "_get_stale_trial_ids", None)
+    if found is None:
+        raise NotImplementedError(
+            f"{type(backend).__name__} gives no stale trials; Optuna {optuna.__version__} moved _get_stale_trial_ids"
+        )
+    return list(found(study_id))
+
+
+# ---- RDB fast paths --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -48,7 +164,7 @@ def _open(storage: Any) -> _RDB | None:
     None for another storage, or if the models are not where they were."""
     from optuna.storages import RDBStorage
 
-    backend = getattr(storage, "_backend", storage)
+    backend = backend_of(storage)
     if not isinstance(backend, RDBStorage):
         return None
     try:
@@ -73,7 +189,7 @@ def store_params(trial: optuna.Trial, values: dict[str, Any], dists: dict[str, B
     them on the trial, so the ``suggest_*`` calls that follow find them and write nothing. False
     (nothing written) when the fast path does not apply."""
     db = _open(trial.storage)
-    cached = getattr(trial, "_cached_frozen_trial", None)
+    cached = getattr(trial, "_cached_frozen_trial", None)  # the copy suggest_* reads: a fresh one would not do
     if db is None or cached is None:
         return False
     jsons: dict[BaseDistribution, str] = {}  # a space repeats few distributions: encode each once
@@ -84,15 +200,15 @@ def store_params(trial: optuna.Trial, values: dict[str, Any], dists: dict[str, B
             text = jsons[dist] = distribution_to_json(dist)
         rows.append(
             {
-                "trial_id": trial._trial_id,
+                "trial_id": trial_id_of(trial),
                 "param_name": name,
                 "param_value": dist.to_internal_repr(values[name]),
                 "distribution_json": text,
             }
         )
     with db.session(True) as session:
-        row = db.trials.find_or_raise_by_id(trial._trial_id, session)
-        db.storage.check_trial_is_updatable(trial._trial_id, row.state)
+        row = db.trials.find_or_raise_by_id(trial_id_of(trial), session)
+        db.storage.check_trial_is_updatable(trial_id_of(trial), row.state)
         session.execute(db.params.insert(), rows)  # one multi-row INSERT, not one ORM object per row
     for name, dist in dists.items():
         cached.params[name] = values[name]
@@ -103,10 +219,10 @@ def store_params(trial: optuna.Trial, values: dict[str, Any], dists: dict[str, B
 def count_slots(study: optuna.Study, retry_attr: str) -> tuple[bool, int] | None:
     """``(a trial is waiting, number of trials not marked with retry_attr)`` in two small queries,
     instead of reading every trial; None when the fast path does not apply."""
-    db = _open(study._storage)
+    db = _open(storage_of(study))
     if db is None:
         return None
-    T, A, sid = db.trials, db.attrs, study._study_id
+    T, A, sid = db.trials, db.attrs, study_id_of(study)
     retried = sa.exists().where(A.trial_id == T.trial_id, A.key == retry_attr)
     with db.session() as session:
         waiting = session.query(sa.exists().where(T.study_id == sid, T.state == TrialState.WAITING)).scalar()
@@ -118,13 +234,13 @@ def system_attrs(study: optuna.Study, numbers: range) -> dict[int, dict[str, Any
     """The system attributes of the trials numbered ``numbers``, without their parameters (a
     running trial is never cached by Optuna, and reading its 80 parameters costs ten times
     more); None when the fast path does not apply or a trial is missing."""
-    db = _open(study._storage)
+    db = _open(storage_of(study))
     if db is None:
         return None
     T, A = db.trials, db.attrs
     with db.session() as session:
         rows = session.query(T.number, T.trial_id).filter(
-            T.study_id == study._study_id, T.number >= numbers.start, T.number < numbers.stop
+            T.study_id == study_id_of(study), T.number >= numbers.start, T.number < numbers.stop
         )
         ids = {trial_id: number for number, trial_id in rows}
         found: dict[int, dict[str, Any]] = {number: {} for number in ids.values()}
@@ -137,13 +253,13 @@ def system_attrs(study: optuna.Study, numbers: range) -> dict[int, dict[str, Any
 def running(study: optuna.Study, numbers: list[int]) -> set[int] | None:
     """Which of the trials numbered ``numbers`` are still RUNNING, in one small query (a poll that
     reads no parameters); None when the fast path does not apply."""
-    db = _open(study._storage)
+    db = _open(storage_of(study))
     if db is None:
         return None
     T = db.trials
     with db.session() as session:
         rows = session.query(T.number).filter(
-            T.study_id == study._study_id, T.number.in_(numbers), T.state == TrialState.RUNNING
+            T.study_id == study_id_of(study), T.number.in_(numbers), T.state == TrialState.RUNNING
         )
         return {number for (number,) in rows}
 
@@ -153,14 +269,14 @@ def read_trials(study: optuna.Study, start: int, also: list[int]) -> list[Frozen
     returns for them, in six small Core queries: Optuna's ORM read builds an object per parameter and
     decodes each distribution twice, which for a generation of 80-parameter trials is the largest
     cost at a generation boundary. None when the fast path does not apply."""
-    db = _open(study._storage)
+    db = _open(storage_of(study))
     if db is None:
         return None
     T = db.trials
     wanted = T.number >= start
     if also:
         wanted = sa.or_(wanted, T.number.in_(also))
-    return _read(db, sa.and_(T.study_id == study._study_id, wanted))
+    return _read(db, sa.and_(T.study_id == study_id_of(study), wanted))
 
 
 def silent_trials(storage: Any, study_id: int, grace_period: float) -> list[int] | None:
@@ -196,7 +312,7 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         found = None if db is None else _read(db, db.trials.trial_id == trial_id)
         return found[0] if found else super().get_trial(trial_id)  # [] : Optuna's error for a missing trial
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:  # noqa: PLW3201  (Optuna's hook)
         """Optuna's stale trials plus the RUNNING ones that never had a heartbeat (see
         :mod:`nas_sampler.heartbeat`), so Optuna's own ``fail_stale_trials`` heals them too."""
         from nas_sampler.heartbeat import stale_trial_ids
