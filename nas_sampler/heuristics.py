@@ -703,14 +703,12 @@ def _exact_theta(net: nn.Module, images: torch.Tensor, params: list[nn.Parameter
     """``Theta`` with gradients through BatchNorm's batch statistics: one backward pass per sample.
 
     ``J`` has rank ``B`` and every row needs the whole batch's backward pass, so one forward and ``B``
-    backward passes are the floor in floating-point work; on CPU this takes 1.01x that floor at batch
-    16 (``benchmarks/heuristics_cost.py``). Batching the passes could only save per-call overhead:
-    on CPU, one backward pass of the batch repeated ``B`` times is no faster than ``B`` single ones at
-    batch 16 (1.14x at batch 8). The vectorised forms measured (NB201, batch 64) were slower than
-    these plain passes: ``torch.func`` ``vjp`` + ``vmap`` over one-hot cotangents (0.3x to 0.7x: its
-    convolution and BatchNorm backward batch rules loop and copy), ``is_grads_batched`` (0.2x), and
-    activation-only passes with separate weight-gradient products (0.5x: autograd's fused
-    convolution backward computes both gradients cheaper than two calls)."""
+    backward passes are the floor in floating-point work, and batching the passes could only save
+    per-call overhead. The vectorised forms tried (``torch.func`` ``vjp`` + ``vmap`` over one-hot
+    cotangents, ``is_grads_batched``, activation-only passes with separate weight-gradient products)
+    were slower than these plain passes on the CPU: their convolution and BatchNorm batch rules loop
+    and copy, and autograd's fused convolution backward computes both gradients at once. The figures
+    are in ``docs/results.md`` (``benchmarks/heuristics_cost.py``)."""
     B = images.shape[0]
     with torch.enable_grad(), _Capture({}, "coupled", record=False):
         out = net(images)

@@ -16,7 +16,7 @@ What the study holds, so a resumed run or another worker scores the same way:
 The three heuristics are minimised. An extra objective is minimised too unless it says
 ``":maximize"``: ``"params"`` asks for small networks (size against quality), ``"params:maximize"``
 uses the parameter count as one more accuracy proxy (in NAS-Bench-201 the larger cell is usually the
-better one: Kendall tau about 0.6, as strong as each heuristic).
+better one, and the count ranks about as well as each heuristic: ``docs/results.md``).
 
 Each trial records the user attributes ``genotype``, ``params`` (parameter count), ``seconds``
 (``build``, ``heuristics``, each extra objective, ``total``), ``device`` and, for a degenerate
