@@ -419,3 +419,30 @@ def test_cuda_matches_cpu() -> None:
     assert gpu["ntk_cond"] == pytest.approx(cpu["ntk_cond"], rel=1e-3)
     assert gpu["jacobian"] == pytest.approx(cpu["jacobian"], rel=1e-3)
     assert score_all(net, x, device="cuda") == gpu  # deterministic on the device too
+
+
+def test_a_registered_score_is_one_entry_and_gets_only_what_it_needs() -> None:
+    """A score added from outside: one decorated function; score_all and the metric checks know it,
+    and the fused pass hands it what it declared (ReLU codes here) and computes nothing else."""
+    from nas_sampler import scores
+
+    seen: list[scores.Pass] = []
+
+    @scores.register_score("test_active_units", ("relu_codes",))
+    def active_units(p: scores.Pass) -> float:
+        seen.append(p)
+        return -float(sum(torch.cat(parts).any(0).sum() for parts in p.relu_codes.values()))
+
+    try:
+        net, x = nb201_net(ARCHS[0]), batch()
+        assert heuristics.check_metrics(["test_active_units"]) == ["test_active_units"]
+        out = score_all(net, x, metrics=["test_active_units"])
+        assert list(out) == ["test_active_units"] and out["test_active_units"] < 0
+        assert seen[0].relu_codes and not seen[0].input_jacobian  # no backward pass for it
+        both = score_all(net, x, metrics=["activation", "test_active_units"])
+        assert both["test_active_units"] == out["test_active_units"]
+        assert both["activation"] == activation_score(net, x)
+        with pytest.raises(ValueError, match="unknown"):
+            scores.register_score("test_bad", ("hessian",))
+    finally:
+        scores.SCORES.pop("test_active_units", None)

@@ -1,0 +1,162 @@
+"""The table of training-free scores: each score's name, what it needs from the fused pass, and how it
+turns that into one number (lower is better).
+
+:func:`nas_sampler.heuristics.score_all` runs one forward and one backward pass for every score it is
+asked for, recording only what their ``needs`` add up to:
+
+* ``"relu_codes"``: the binary code (input > 0) of every ``nn.ReLU`` call, per sample;
+* ``"input_jacobian"``: each sample's gradient of its summed logits with respect to its image;
+* ``"ntk"``: the empirical NTK ``Theta = J J^T`` of the per-sample weight gradients (the costly one:
+  it is all the batched per-sample gradient products, and in exact mode one backward per sample).
+
+A new score is one function decorated with :func:`register_score`; it then works everywhere a metric
+name does (``TrainingFreeObjective(metrics=...)``, presets, ``--metrics``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: What a score can ask the fused pass for.
+NEEDS: tuple[str, ...] = ("relu_codes", "input_jacobian", "ntk")
+
+#: Returned for a degenerate score with ``on_degenerate="worst"``. Above every non-degenerate value:
+#: ``activation <= 0`` (a non-singular integer matrix has ``|det| >= 1``), ``jacobian <= B (1/k + log B)``
+#: (about ``6.4e6`` at ``B = 64``) and ``ntk_cond <= 1 / NTK_RTOL``.
+WORST_SCORE: float = 1e15
+
+#: ``Theta`` is treated as singular when ``lambda_min <= NTK_RTOL * lambda_max``: ``Theta`` is built from
+#: float32 gradients, whose rounding (about 1e-7 relative) hides eigenvalues below that level.
+NTK_RTOL: float = 1e-7
+
+#: NASWOT v1's regulariser ``k`` in ``log(v + k) + 1 / (v + k)``.
+JACOBIAN_K: float = 1e-5
+
+
+class Degenerate(Exception):
+    """The score is undefined for this network; the message says why (stored on the trial)."""
+
+
+@dataclass
+class Pass:
+    """What one fused pass recorded, for the scores that asked for it."""
+
+    batch: int
+    relu_codes: dict[tuple[int, int], list[torch.Tensor]]  # (module id, call index) -> chunks of B x units
+    input_jacobian: list[torch.Tensor]  # chunks of B x pixels
+    ntk: Callable[[], torch.Tensor | None]  # Theta, computed on demand; None: the output was not finite
+
+
+@dataclass(frozen=True)
+class Score:
+    name: str
+    needs: frozenset[str]
+    compute: Callable[[Pass], float]
+
+
+SCORES: dict[str, Score] = {}
+
+
+def register_score(name: str, needs: tuple[str, ...]) -> Callable[[Callable[[Pass], float]], Callable[[Pass], float]]:
+    """Decorator: ``compute(pass) -> float`` is the score ``name``, computed from ``needs``."""
+    unknown = sorted(set(needs) - set(NEEDS))
+    if unknown or name in SCORES:
+        raise ValueError(f"score {name!r}: needs {unknown} are unknown (known: {NEEDS}), or the name is taken")
+
+    def add(compute: Callable[[Pass], float]) -> Callable[[Pass], float]:
+        SCORES[name] = Score(name, frozenset(needs), compute)
+        return compute
+
+    return add
+
+
+def needs_of(names: Any) -> frozenset[str]:
+    """What the scores ``names`` need together."""
+    return frozenset().union(*(SCORES[n].needs for n in names))
+
+
+@register_score("ntk_cond", ("ntk",))
+def condition_number(p: Pass) -> float:
+    """TE-NAS: ``lambda_max / lambda_min`` of the NTK."""
+    theta = p.ntk()
+    if theta is None:
+        raise Degenerate("the network's output has NaN or infinite values")
+    if not torch.isfinite(theta).all():
+        raise Degenerate("the NTK has NaN or infinite entries")
+    ev = torch.linalg.eigvalsh(theta.cpu())
+    lo, hi = float(ev[0]), float(ev[-1])
+    if hi <= 0:
+        raise Degenerate("every per-sample weight gradient is zero")
+    if lo <= NTK_RTOL * hi:
+        raise Degenerate(
+            f"the NTK is singular (lambda_min {lo:.3g} <= {NTK_RTOL:g} * lambda_max {hi:.3g}): "
+            "some samples' weight gradients are linearly dependent, e.g. the output ignores the input"
+        )
+    return hi / lo
+
+
+@register_score("activation", ("relu_codes",))
+def activation(p: Pass) -> float:
+    """NASWOT: minus ``log|det K|`` of the Hamming-type kernel of the samples' ReLU codes."""
+    if not p.relu_codes:
+        raise Degenerate("the network has no nn.ReLU module (or none was called), so there are no codes")
+    B = p.batch
+    A = torch.zeros(B, B, dtype=torch.float64)
+    s = torch.zeros(B, dtype=torch.float64)
+    M = 0
+    for parts in p.relu_codes.values():
+        c = torch.cat(parts)
+        for start in range(0, c.shape[1], 1 << 22):  # float32 sums of 0/1 stay exact below 2**24
+            blk = c[:, start : start + (1 << 22)].float()
+            A += (blk @ blk.t()).double().cpu()
+            s += blk.sum(1).double().cpu()
+        M += c.shape[1]
+    K = 2 * A - s[:, None] - s[None, :] + M
+    sign, logabs = torch.linalg.slogdet(K)
+    if sign <= 0 or not math.isfinite(float(logabs)) or float(logabs) < math.log(0.5):
+        raise Degenerate(
+            "the activation kernel K is singular: two samples share a ReLU code pattern "
+            "(an integer matrix with |det K| < 1/2 is singular up to rounding)"
+        )
+    return -float(logabs)
+
+
+@register_score("jacobian", ("input_jacobian",))
+def jacobian(p: Pass) -> float:
+    """NASWOT v1: ``sum(log(v + k) + 1/(v + k))`` over the eigenvalues of the input Jacobians' correlations."""
+    J = torch.cat(p.input_jacobian).double().cpu()
+    if not torch.isfinite(J).all():
+        raise Degenerate("the input Jacobian has NaN or infinite entries")
+    Jc = J - J.mean(1, keepdim=True)
+    norms = Jc.norm(dim=1)
+    if bool((norms == 0).any()):
+        i = int(torch.nonzero(norms == 0)[0])
+        raise Degenerate(f"sample {i}'s logits do not depend on its input (constant Jacobian), corrcoef undefined")
+    Jn = Jc / norms[:, None]
+    v = torch.linalg.eigvalsh(Jn @ Jn.t())
+    if not torch.isfinite(v).all() or float(v[0]) + JACOBIAN_K <= 0:
+        raise Degenerate("the Jacobian correlation matrix has invalid eigenvalues")
+    return float(torch.sum(torch.log(v + JACOBIAN_K) + 1.0 / (v + JACOBIAN_K)))
+
+
+@register_score("swap", ("relu_codes",))
+def swap(p: Pass) -> float:
+    """SWAP: minus the number of distinct sample-wise activation patterns over every ReLU unit."""
+    if not p.relu_codes:
+        raise Degenerate("the network has no nn.ReLU module (or none was called), so there are no patterns")
+    B = p.batch
+    keys = []
+    for parts in p.relu_codes.values():
+        c = torch.cat(parts)  # B x units
+        # each unit's pattern packed into int64 words of 64 samples (bit 63 wraps to the sign: still exact)
+        words = torch.zeros(c.shape[1], (B + 63) // 64, dtype=torch.int64, device=c.device)
+        for i in range(B):
+            words[:, i // 64] |= c[i].to(torch.int64) << (i % 64)
+        keys.append(words)
+    k = torch.cat(keys)
+    return -float(torch.unique(k[:, 0]).numel() if k.shape[1] == 1 else torch.unique(k, dim=0).shape[0])
