@@ -56,7 +56,8 @@ def worker(url: str, name: str, target: int, seed: int, trial_s: float, select_s
     from nas_sampler import cli
     from nas_sampler import worker as runtime
     from nas_sampler.presets import SearchConfig, config_from_dict
-    from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
+    from nas_sampler.sampler import GeneticCellSampler
+    from nas_sampler.selection import ParetoSelector
     from nas_sampler.space import CellSpace
 
     warnings.simplefilter("ignore")

@@ -31,7 +31,7 @@ from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
-from nas_sampler.sampler import constraint_violations
+from nas_sampler.selection import constraint_violations
 from nas_sampler.space import SearchSpace, recorded_space, space_from_definition
 
 FORMAT = "nas-sampler-final/1"

@@ -1,13 +1,15 @@
 """GeneticCellSampler: the evolution of :mod:`nas_sampler.evolution` as an Optuna sampler.
 
-How a trial gets its genotype, and why it is exactly resumable:
+Assembled from parts, as Optuna's ``NSGAIISampler`` is: the slot ledger (:mod:`nas_sampler.slots`),
+the incremental trial reader (:mod:`nas_sampler.trial_reader`), the wait at a generation boundary
+(:mod:`nas_sampler.generation_wait`), the parent selector (:mod:`nas_sampler.selection`, or the DARTS
+tournament) and the evolution's pure operators (:mod:`nas_sampler.evolution`). What it writes to the
+study is listed in :mod:`nas_sampler.schema`. How a trial gets its genotype, and why it is exactly
+resumable:
 
-* **Slots.** Generation 0 has ``population_size`` slots, every later generation
-  ``offspring_per_generation``. Trials take slots in the order of their trial numbers, which the
-  storage hands out atomically, so every worker (thread or process) computes the same slot for the
-  same trial without writing anything: the storage is the arbiter. A trial retried by Optuna's
-  stale-trial callback (``failed_trial`` in its system attributes) re-takes the failed trial's slot
-  instead of a new one, so generations keep their exact sizes however late the retry comes.
+* **Slots.** Every worker computes the same (generation, slot) for the same trial from the storage's
+  trial numbers, without writing anything; a retried trial re-takes the slot of the trial it
+  replaces, so generations keep their exact sizes however late the retry comes.
 * **Children.** The child of slot ``s`` of generation ``g`` is a pure function of the generation's
   parents and adaptive state, the study's seed and ``(g, s)``: its random stream is
   ``numpy.random.default_rng([seed, g, s])``, never the trial number, so a retried or resumed trial
@@ -38,11 +40,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution
@@ -51,146 +50,33 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from nas_sampler import heartbeat, schema
-from nas_sampler.errors import ConfigError, GenotypeError
+from nas_sampler.errors import ConfigError
 from nas_sampler.evolution import (
-    REDUCTIONS,
     AdaptiveState,
     EvolutionConfig,
     make_unique_child,
     random_unseen,
-    select_survivors,
 )
+from nas_sampler.generation_wait import wait_for_generation
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import (
     cached_trials,
-    read_trials,
-    running,
     storage_of,
     study_id_of,
     system_attrs,
     trial_id_of,
 )
+from nas_sampler.parent_cache import ParentCache, write_once
 from nas_sampler.schema import ChildRecord, SlotTag
+from nas_sampler.selection import ParentSelector, ParetoSelector
+from nas_sampler.slots import SlotLedger
 from nas_sampler.space import CellSpace, SearchSpace, recorded_space
+from nas_sampler.study_context import Generation, Seen, StudyContext
 
 _log = logging.getLogger(__name__)
 
 RETRY_ATTR = schema.RETRY
 MODES = ("generational", "async")
-
-
-@runtime_checkable
-class ParentSelector(Protocol):
-    """Chooses the next parents among ``candidates`` (previous parents and the finished offspring).
-
-    Called with keyword arguments, once per generation (the result is cached in the study); returns
-    at most ``n_survivors`` trials, best first (the order steers the binary tournament that picks the
-    parents of each child). A DARTS tournament (or any other rule) plugs in here.
-    """
-
-    def select(
-        self,
-        study: Study,
-        space: SearchSpace | None,
-        candidates: Sequence[FrozenTrial],
-        n_survivors: int,
-        generation: int,
-    ) -> list[FrozenTrial]: ...
-
-
-class ParetoSelector:
-    """(mu + lambda) survival by non-dominated sorting; the overflowing front is reduced by
-    ``reduction``: ``"rank_sum"`` (the original's: per-objective ranks summed, the best of each
-    objective always kept) or ``"crowding"`` (NSGA-II). Honours ``trial.set_constraint`` by
-    constrained domination."""
-
-    def __init__(self, reduction: str = "rank_sum") -> None:
-        if reduction not in REDUCTIONS:
-            raise ConfigError(f"reduction={reduction!r} is invalid: choose one of {', '.join(REDUCTIONS)}")
-        self.reduction = reduction
-
-    def select(
-        self,
-        study: Study,
-        space: SearchSpace | None,
-        candidates: Sequence[FrozenTrial],
-        n_survivors: int,
-        generation: int,
-    ) -> list[FrozenTrial]:
-        if not candidates:
-            return []
-        values = np.array([t.values for t in candidates], dtype=float)
-        violations = constraint_violations(candidates)
-        chosen = select_survivors(values, study.directions, n_survivors, self.reduction, violations)
-        return [candidates[i] for i in chosen]
-
-
-def constraint_violations(trials: Sequence[FrozenTrial]) -> np.ndarray | None:
-    """Per trial, the sum of its positive constraint values (for constrained domination); None when no
-    trial reports constraints. A trial that reports none while others do is treated as infeasible."""
-    if not any(t.constraints for t in trials):
-        return None
-    return np.array(
-        [sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else np.inf for t in trials]
-    )
-
-
-@dataclass
-class _Generation:
-    parents: list[Genotype]
-    parent_numbers: list[int]
-    state: AdaptiveState
-    seen: _Seen
-    children: list[tuple[Genotype, ChildRecord]] = field(default_factory=list)
-
-
-@dataclass
-class _StudyContext:
-    """What one process knows about one study; all of it can be rebuilt from the study."""
-
-    seed: int
-    space: SearchSpace
-    space_recorded: bool
-    lock: threading.RLock = field(default_factory=threading.RLock)  # re-entered: _index reads through _trials
-    slots: list[tuple[int, int]] = field(default_factory=list)  # by trial number
-    holders: dict[tuple[int, int], int] = field(default_factory=dict)  # slot -> first trial number in it
-    fixed: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # enqueued params by slot
-    consumers: int = 0
-    members: dict[int, list[int]] = field(default_factory=dict)  # generation -> trial numbers in it
-    gens: dict[int, _Generation] = field(default_factory=dict)
-    genotypes: dict[int, str] = field(default_factory=dict)  # finished trial number -> genotype string
-    known: Counter[str] = field(default_factory=Counter)  # genotypes of generations < known_gen
-    known_gen: int = 0
-    pending: dict[int, str | None] = field(default_factory=dict)  # counted while unfinished: recheck later
-    finished: dict[int, FrozenTrial] = field(default_factory=dict)  # read by rdb.read_trials; never change
-    unfinished: set[int] = field(default_factory=set)  # numbers below read_upto not finished when read
-    read_upto: int = 0
-    pool: list[int] = field(default_factory=list)  # async mode: the current parents' trial numbers
-    pooled: set[int] = field(default_factory=set)  # async mode: completed trials already offered to the pool
-
-    def forget_genotypes(self) -> None:
-        """The space changed (the objective's was recorded): genotypes must be read again."""
-        self.gens.clear()
-        self.genotypes.clear()
-        self.known.clear()
-        self.known_gen = 0
-        self.pending.clear()
-
-
-class _Seen:
-    """Genotypes a generation must avoid: the study's known ones plus the generation's own."""
-
-    __slots__ = ("known", "local")
-
-    def __init__(self, known: Counter[str], local: set[str]) -> None:
-        self.known = known
-        self.local = local
-
-    def __contains__(self, text: object) -> bool:
-        return text in self.local or self.known.get(text, 0) > 0  # type: ignore[call-overload]
-
-    def add(self, text: str) -> None:
-        self.local.add(text)
 
 
 class GeneticCellSampler(BaseGASampler):
@@ -287,9 +173,10 @@ class GeneticCellSampler(BaseGASampler):
         self._generation_timeout = float(generation_timeout)
         self._mode = mode
         self._independent = RandomSampler(seed=seed)
-        self._contexts: dict[tuple[int, int], _StudyContext] = {}
+        self._contexts: dict[tuple[int, int], StudyContext] = {}
         self._contexts_lock = threading.Lock()
         self._distributions: dict[int, dict[str, BaseDistribution]] = {}
+        self._parent_cache = ParentCache(self._get_parent_cache_key_prefix())
 
     # ---- keys --------------------------------------------------------------------------------
     @property
@@ -304,11 +191,8 @@ class GeneticCellSampler(BaseGASampler):
     def _config_key(cls) -> str:
         return schema.sampler_config_key(cls.__name__)
 
-    def _parents_key(self, generation: int) -> str:
-        return self._get_parent_cache_key_prefix() + str(generation)
-
     # ---- per-study context ---------------------------------------------------------------------
-    def _context(self, study: Study) -> _StudyContext:
+    def _context(self, study: Study) -> StudyContext:
         key = (id(storage_of(study)), study_id_of(study))
         ctx = self._contexts.get(key)
         if ctx is None:
@@ -326,7 +210,7 @@ class GeneticCellSampler(BaseGASampler):
                     ctx.space, ctx.space_recorded = found, True
         return ctx
 
-    def _new_context(self, study: Study) -> _StudyContext:
+    def _new_context(self, study: Study) -> StudyContext:
         """Read (or record, on first use) the seed and generation sizes the study is searched with."""
         storage, sid = storage_of(study), study_id_of(study)
         sizes = {"population_size": self._population_size, "offspring_per_generation": self._offspring}
@@ -334,7 +218,7 @@ class GeneticCellSampler(BaseGASampler):
         if stored is None:
             seed = self._seed if self._seed is not None else int(np.random.SeedSequence().entropy % 2**63)
             first = {"seed": seed, **sizes, **({} if self._mode == "generational" else {"mode": self._mode})}
-            self._write_study_attr(study, self._config_key(), first)
+            write_once(study, self._config_key(), first)
             stored = storage.get_study_system_attrs(sid).get(self._config_key(), first)
         recorded_sizes = {k: stored.get(k) for k in sizes}
         if recorded_sizes != sizes:
@@ -359,99 +243,38 @@ class GeneticCellSampler(BaseGASampler):
         else:
             found = recorded_space(study)
             space, recorded = (found, True) if found is not None else (CellSpace(), False)
-        return _StudyContext(seed=int(stored["seed"]), space=space, space_recorded=recorded)
-
-    @staticmethod
-    def _write_study_attr(study: Study, key: str, value: Any) -> None:
-        """One write; a concurrent writer of the same key (a unique-key race) is not an error."""
-        try:
-            storage_of(study).set_study_system_attr(study_id_of(study), key, value)
-        except Exception:
-            if key not in storage_of(study).get_study_system_attrs(study_id_of(study)):
-                raise
+        assert self._population_size is not None
+        ledger = SlotLedger(self._population_size, self._offspring, self._slot_key())
+        return StudyContext(seed=int(stored["seed"]), space=space, space_recorded=recorded, ledger=ledger)
 
     # ---- slots ---------------------------------------------------------------------------------
-    def _slot_of_consumer(self, c: int) -> tuple[int, int]:
-        assert self._population_size is not None
-        if c < self._population_size:
-            return 0, c
-        c -= self._population_size
-        return 1 + c // self._offspring, c % self._offspring
-
-    def _index_trial(self, ctx: _StudyContext, number: int, attrs: dict[str, Any]) -> None:
-        """Give trial ``number`` (the next unindexed one) its slot; decided by the system attributes
-        ``attrs`` it had when created."""
-        stored = attrs.get(self._slot_key())
-        tag = None if stored is None else SlotTag.from_json(stored)
-        if RETRY_ATTR in attrs or (tag is not None and tag.trial != number):
-            if tag is not None:
-                slot = (tag.generation, tag.slot)
-            else:
-                original = int(attrs[RETRY_ATTR])
-                slot = ctx.slots[original] if 0 <= original < len(ctx.slots) else self._slot_of_consumer(0)
-        else:
-            slot = self._slot_of_consumer(ctx.consumers)
-            ctx.consumers += 1
-            ctx.holders[slot] = number
-            if schema.FIXED_PARAMS in attrs:
-                ctx.fixed[slot] = dict(attrs[schema.FIXED_PARAMS])
-        ctx.slots.append(slot)
-        ctx.members.setdefault(slot[0], []).append(number)
-
-    def _index(self, study: Study, ctx: _StudyContext, upto: FrozenTrial | None = None) -> None:
+    def _index(self, study: Study, ctx: StudyContext, upto: FrozenTrial | None = None) -> None:
         """Index every trial up to ``upto`` (or all trials when None); cheap when only a few are new."""
-        if upto is not None and upto.number < len(ctx.slots):
+        if upto is not None and upto.number < len(ctx.ledger):
             return
-        if upto is not None and upto.number - len(ctx.slots) <= 16:
-            numbers = range(len(ctx.slots), upto.number)
+        if upto is not None and upto.number - len(ctx.ledger) <= 16:
+            numbers = range(len(ctx.ledger), upto.number)
             found = system_attrs(study, numbers)
             storage = storage_of(study)
             for number in numbers:
                 if found is None:
                     tid = storage.get_trial_id_from_study_id_trial_number(study_id_of(study), number)
-                    self._index_trial(ctx, number, storage.get_trial(tid).system_attrs)
+                    ctx.ledger.add(number, storage.get_trial(tid).system_attrs)
                 else:
-                    self._index_trial(ctx, number, found[number])
-            self._index_trial(ctx, upto.number, upto.system_attrs)
+                    ctx.ledger.add(number, found[number])
+            ctx.ledger.add(upto.number, upto.system_attrs)
             return
-        self._index_list(ctx, self._trials(study, ctx))
+        ctx.ledger.add_trials(self._trials(study, ctx))
 
-    def _trials(self, study: Study, ctx: _StudyContext) -> list[FrozenTrial]:
-        """All trials, fresh. Where the storage allows, only those not finished when last read are
-        read (``rdb.read_trials``), so a generation boundary reads one generation, not every running
-        trial again with all its parameters through Optuna's ORM."""
-        with ctx.lock:
-            start, again = ctx.read_upto, sorted(ctx.unfinished)
-        fresh = read_trials(study, start, again)
-        if fresh is None:
-            return study.get_trials(deepcopy=False)
-        with ctx.lock:
-            new = {t.number: t for t in fresh}
-            for t in fresh:
-                if t.state.is_finished():
-                    ctx.finished[t.number] = t
-                    ctx.unfinished.discard(t.number)
-                else:
-                    ctx.unfinished.add(t.number)
-            upto = max(start, max(new, default=-1) + 1)
-            ctx.read_upto = max(ctx.read_upto, upto)
-            trials = [ctx.finished[n] if n in ctx.finished else new.get(n) for n in range(upto)]
-        if any(t is None for t in trials):  # a number missing from the storage: let Optuna's read decide
-            return study.get_trials(deepcopy=False)
-        return trials  # type: ignore[return-value]
-
-    def _index_list(self, ctx: _StudyContext, trials: Sequence[FrozenTrial]) -> None:
-        for t in trials[len(ctx.slots) :]:
-            if t.number != len(ctx.slots):  # a gap would misnumber slots; storages number trials 0, 1, ...
-                raise RuntimeError(f"trial numbers are not contiguous at {t.number} (expected {len(ctx.slots)})")
-            self._index_trial(ctx, t.number, t.system_attrs)
+    def _trials(self, study: Study, ctx: StudyContext) -> list[FrozenTrial]:
+        return ctx.reader.read(study)
 
     def slot_of(self, study: Study, trial: FrozenTrial) -> tuple[int, int]:
         """The (generation, slot) of ``trial``."""
         ctx = self._context(study)
         with ctx.lock:
             self._index(study, ctx, trial)
-            return ctx.slots[trial.number]
+            return ctx.ledger[trial.number]
 
     # ---- BaseGASampler API -------------------------------------------------------------------
     def get_trial_generation(self, study: Study, trial: FrozenTrial) -> int:
@@ -462,8 +285,8 @@ class GeneticCellSampler(BaseGASampler):
         ctx = self._context(study)
         trials = cached_trials(study)
         with ctx.lock:
-            self._index_list(ctx, trials)
-            return [t for t in trials if t.state == TrialState.COMPLETE and ctx.slots[t.number][0] == generation]
+            ctx.ledger.add_trials(trials)
+            return [t for t in trials if t.state == TrialState.COMPLETE and ctx.ledger[t.number][0] == generation]
 
     def select_parent(self, study: Study, generation: int) -> list[FrozenTrial]:
         """The parents of ``generation`` (chosen once, then read from the study)."""
@@ -492,7 +315,7 @@ class GeneticCellSampler(BaseGASampler):
         ctx = self._context(study)
         with ctx.lock:
             self._index(study, ctx, trial)
-            g, s = ctx.slots[trial.number]
+            g, s = ctx.ledger[trial.number]
         if self._mode == "async" and g > 0:
             child, record = self._async_child(study, ctx, g, s, trial.number)
         else:
@@ -547,96 +370,21 @@ class GeneticCellSampler(BaseGASampler):
         self._contexts_lock = threading.Lock()
 
     # ---- generations ---------------------------------------------------------------------------
-    def _genotype_of(self, ctx: _StudyContext, t: FrozenTrial, trials: Sequence[FrozenTrial] = ()) -> str | None:
-        """The genotype string a trial evaluated (its user attribute, else its parameters). A retry not
-        yet started holds the genotype of the trial it retries (same slot, same child), so a later
-        generation does not propose it again while the retry waits to run."""
-        cached = ctx.genotypes.get(t.number)
-        if cached is not None:
-            return cached
-        try:
-            result: str | None = str(ctx.space.genotype_of(t))
-        except GenotypeError:
-            result = None
-        original = t.system_attrs.get(RETRY_ATTR)
-        if result is None and original is not None and 0 <= int(original) < len(trials):
-            return self._genotype_of(ctx, trials[int(original)], trials)
-        if result is not None and t.state.is_finished():
-            ctx.genotypes[t.number] = result
-        return result
+    def _wait_for(self, study: Study, ctx: StudyContext, generation: int, current: int | None) -> list[FrozenTrial]:
+        """All trials, once no trial of ``generation`` but ``current`` is running (or the timeout passed)."""
 
-    def _dists(self, ctx: _StudyContext) -> dict[str, BaseDistribution]:
-        dists = self._distributions.get(id(ctx.space))
-        if dists is None:
-            dists = self._distributions[id(ctx.space)] = ctx.space.distributions()
-        return dists
-
-    def _fixed_genotype(self, ctx: _StudyContext, slot: tuple[int, int]) -> Genotype | None:
-        params = ctx.fixed.get(slot)
-        if params is None:
-            return None
-        try:
-            return ctx.space.from_params(params)
-        except GenotypeError:  # a partial enqueue: the sampler fills the rest, the result is not known here
-            return None
-
-    def _wait_for(self, study: Study, ctx: _StudyContext, generation: int, current: int | None) -> list[FrozenTrial]:
-        """All trials, once no trial of ``generation`` is running (or the timeout passed).
-
-        Only that generation is waited for: a trial whose worker died without a heartbeat stays
-        RUNNING for ever, and it must not hold up every later generation too. While waiting, the
-        poll asks only for the running trials' states where the storage allows, as often as keeps
-        its delay within a tenth of the wait so far, so the next generation starts soon after the
-        last trial ends.
-        """
-        started = time.monotonic()
-        deadline = started + self._generation_timeout
-        delay = 0.01
-        beats = heartbeat.enabled(storage_of(study))
-        next_stale_check = 0.0
-        told = False
-        while True:
-            trials = self._trials(study, ctx)
+        def running_members(trials: Sequence[FrozenTrial]) -> list[int]:
             with ctx.lock:
-                self._index_list(ctx, trials)
-                waiting_on = [
+                ctx.ledger.add_trials(trials)
+                return [
                     n
-                    for n in ctx.members.get(generation, [])
+                    for n in ctx.ledger.members_of(generation)
                     if n < len(trials) and n != current and trials[n].state == TrialState.RUNNING
                 ]
-            if not waiting_on:
-                return trials
-            while waiting_on:  # then read everything again: a retry may have joined the generation
-                if beats and time.monotonic() >= next_stale_check:
-                    heartbeat.fail_stale(study)
-                    next_stale_check = time.monotonic() + 1.0
-                elif not beats and not told and delay >= 0.1:
-                    _log.info(
-                        "waiting up to %.0f s for running trials %s of generation %d before choosing the next "
-                        "parents; without a storage heartbeat a trial whose worker died stays RUNNING until then "
-                        "(use RDBStorage(heartbeat_interval=...) to have such trials failed and retried)",
-                        self._generation_timeout,
-                        waiting_on,
-                        generation,
-                    )
-                    told = True
-                if time.monotonic() >= deadline:
-                    _log.warning(
-                        "generation %d still has running trials %s after %.0f s; choosing the next parents "
-                        "without them (raise generation_timeout to wait longer)",
-                        generation,
-                        waiting_on,
-                        self._generation_timeout,
-                    )
-                    return self._trials(study, ctx)
-                time.sleep(delay)
-                still = running(study, waiting_on)
-                if still is None:  # no cheap poll on this storage
-                    delay = min(delay * 1.5, 0.5)
-                    break
-                # a cheap poll: its latency is kept to a tenth of the time waited so far
-                delay = min(0.5, max(0.01, 0.1 * (time.monotonic() - started)))
-                waiting_on = sorted(still)
+
+        return wait_for_generation(
+            study, generation, lambda: self._trials(study, ctx), running_members, self._generation_timeout
+        )
 
     def _record_of(self, t: FrozenTrial) -> ChildRecord:
         stored = t.system_attrs.get(self._slot_key())
@@ -651,13 +399,12 @@ class GeneticCellSampler(BaseGASampler):
                 return t
         return self._selector
 
-    def _generation(self, study: Study, ctx: _StudyContext, g: int, current: int | None) -> _Generation:
+    def _generation(self, study: Study, ctx: StudyContext, g: int, current: int | None) -> Generation:
         """Generation ``g``'s parents, adaptive state and known genotypes (selecting parents if needed)."""
         with ctx.lock:
             if g in ctx.gens:
                 return ctx.gens[g]
-        attrs = {} if g == 0 else storage_of(study).get_study_system_attrs(study_id_of(study))
-        cached = attrs.get(self._parents_key(g))
+        cached = None if g == 0 else self._parent_cache.read(study, g)
         if g == 0:
             trials = self._trials(study, ctx)
             parent_numbers: list[int] = []
@@ -666,12 +413,12 @@ class GeneticCellSampler(BaseGASampler):
             prev = self._generation(study, ctx, g - 1, current)
             trials = self._wait_for(study, ctx, g - 1, current)
             with ctx.lock:
-                self._index_list(ctx, trials)
+                ctx.ledger.add_trials(trials)
                 done: dict[tuple[int, int], FrozenTrial] = {}
-                for n in ctx.members.get(g - 1, []):
+                for n in ctx.ledger.members_of(g - 1):
                     t = trials[n] if n < len(trials) else None
                     if t is not None and t.state == TrialState.COMPLETE and t.values is not None:
-                        done.setdefault(ctx.slots[n], t)
+                        done.setdefault(ctx.ledger[n], t)
                 offspring = list(done.values())
             pool = [trials[n] for n in prev.parent_numbers] + [
                 t for t in offspring if t.number not in prev.parent_numbers
@@ -683,81 +430,41 @@ class GeneticCellSampler(BaseGASampler):
             survivors = set(chosen_numbers)
             records = [self._record_of(t) for t in offspring]
             state = prev.state.update(records, [t.number in survivors for t in offspring])
-            self._write_study_attr(study, self._parents_key(g), {"parents": chosen_numbers, "state": state.to_dict()})
+            self._parent_cache.write(study, g, chosen_numbers, state)
             parent_numbers = chosen_numbers
         else:
             trials = self._trials(study, ctx)
-            parent_numbers = [int(n) for n in cached["parents"]]
-            state = AdaptiveState.from_dict(cached["state"])
+            parent_numbers, state = cached
         with ctx.lock:
             if g in ctx.gens:
                 return ctx.gens[g]
-            self._index_list(ctx, trials)
+            ctx.ledger.add_trials(trials)
             parents = []
             for n in parent_numbers:
-                text = self._genotype_of(ctx, trials[n])
+                text = ctx.genotype_of(trials[n])
                 if text is not None:
                     parents.append(Genotype.parse(text))
             local: set[str] = set()
-            for n in ctx.members.get(g, []):
+            for n in ctx.ledger.members_of(g):
                 t = trials[n] if n < len(trials) else None
                 if t is None or t.state == TrialState.FAIL:
                     continue
                 stored = t.system_attrs.get(self._slot_key())
                 if stored and SlotTag.from_json(stored).default_space:  # bred before the space was recorded
-                    text = self._genotype_of(ctx, t)
+                    text = ctx.genotype_of(t)
                     if text is not None:
                         local.add(text)
-                fixed = self._fixed_genotype(ctx, ctx.slots[n])
-                if fixed is not None and ctx.holders.get(ctx.slots[n]) == n:
+                fixed = ctx.fixed_genotype(ctx.ledger[n])
+                if fixed is not None and ctx.ledger.holders.get(ctx.ledger[n]) == n:
                     local.add(str(fixed))
-            gen = _Generation(parents, parent_numbers, state, _Seen(self._known_before(ctx, trials, g), local))
+            gen = Generation(parents, parent_numbers, state, Seen(ctx.known_before(trials, g), local))
             ctx.gens[g] = gen
             for old in [k for k in ctx.gens if k < g - 1]:  # keep memory flat on long searches
                 del ctx.gens[old]
             return gen
 
-    def _known_before(self, ctx: _StudyContext, trials: Sequence[FrozenTrial], g: int) -> Counter[str]:
-        """Genotypes of the trials of generations before ``g``, kept up to date incrementally (each
-        trial is read once, plus trials still unfinished when first read).
-
-        Failed trials count too: a failed genotype is retried in its own slot, never proposed again
-        as a new child. (Optuna fails a stale trial and creates its retry in two transactions; a
-        worker reading between them, which left failed genotypes out, could propose it again.)"""
-
-        def read(n: int, counted: str | None) -> None:
-            t = trials[n] if n < len(trials) else None
-            if t is None:
-                ctx.pending[n] = counted
-                return
-            if counted is None:
-                counted = self._genotype_of(ctx, t, trials)
-                if counted is not None:
-                    ctx.known[counted] += 1
-            if t.state.is_finished():
-                ctx.pending.pop(n, None)
-            else:
-                ctx.pending[n] = counted
-
-        if g < ctx.known_gen:  # an old generation (rare): count it on its own
-            known: Counter[str] = Counter()
-            for k in range(g):
-                for n in ctx.members.get(k, []):
-                    if n < len(trials):
-                        text = self._genotype_of(ctx, trials[n], trials)
-                        if text is not None:
-                            known[text] += 1
-            return known
-        for n, counted in list(ctx.pending.items()):
-            read(n, counted)
-        while ctx.known_gen < g:
-            for n in ctx.members.get(ctx.known_gen, []):
-                read(n, None)
-            ctx.known_gen += 1
-        return ctx.known
-
     def _async_child(
-        self, study: Study, ctx: _StudyContext, g: int, s: int, current: int
+        self, study: Study, ctx: StudyContext, g: int, s: int, current: int
     ) -> tuple[Genotype, ChildRecord]:
         """Steady-state breeding, no wait: the parents are the survivors of the current parents and the
         trials completed since (elitist (mu + lambda) selection, one completion at a time, so its cost
@@ -765,13 +472,13 @@ class GeneticCellSampler(BaseGASampler):
         trials' too)."""
         trials = self._trials(study, ctx)
         with ctx.lock:
-            self._index_list(ctx, trials)
+            ctx.ledger.add_trials(trials)
             new = [
                 t
                 for t in trials
                 if t.state == TrialState.COMPLETE and t.values is not None and t.number not in ctx.pooled
             ]
-            seen = {text for t in trials if t.number != current and (text := self._genotype_of(ctx, t, trials))}
+            seen = {text for t in trials if t.number != current and (text := ctx.genotype_of(t, trials))}
             if new:
                 candidates = [trials[n] for n in ctx.pool] + new
                 chosen = self._selector.select(
@@ -779,19 +486,19 @@ class GeneticCellSampler(BaseGASampler):
                 )
                 ctx.pool = [t.number for t in chosen]
                 ctx.pooled.update(t.number for t in new)
-            parents = [Genotype.parse(text) for n in ctx.pool if (text := self._genotype_of(ctx, trials[n]))]
+            parents = [Genotype.parse(text) for n in ctx.pool if (text := ctx.genotype_of(trials[n]))]
         rng = np.random.default_rng([ctx.seed, g, s])
         if not parents:
             return random_unseen(ctx.space, rng, seen), ChildRecord()
         return make_unique_child(ctx.space, parents, rng, seen, AdaptiveState(), self._config)
 
-    def _child(self, study: Study, ctx: _StudyContext, g: int, s: int, current: int) -> tuple[Genotype, ChildRecord]:
+    def _child(self, study: Study, ctx: StudyContext, g: int, s: int, current: int) -> tuple[Genotype, ChildRecord]:
         gen = self._generation(study, ctx, g, current)
         with ctx.lock:
             while len(gen.children) <= s:
                 k = len(gen.children)
                 rng = np.random.default_rng([ctx.seed, g, k])
-                fixed = self._fixed_genotype(ctx, (g, k))
+                fixed = ctx.fixed_genotype((g, k))
                 if fixed is not None:
                     child, record = fixed, ChildRecord()
                 elif g == 0 or not gen.parents:

@@ -36,7 +36,8 @@ from nas_sampler import cli, heartbeat, worker
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import storage_of
 from nas_sampler.presets import SearchConfig, config_from_dict
-from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
+from nas_sampler.sampler import GeneticCellSampler
+from nas_sampler.selection import ParetoSelector
 from nas_sampler.space import CellSpace
 
 # 18 parameters instead of the default space's 80: Optuna commits each parameter on its own, and the

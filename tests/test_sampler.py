@@ -19,12 +19,12 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from nas_sampler import heartbeat
-from nas_sampler import sampler as sampler_module
+from nas_sampler import heartbeat, trial_reader
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import storage_of, study_id_of, trial_id_of
-from nas_sampler.sampler import GeneticCellSampler, ParetoSelector
+from nas_sampler.sampler import GeneticCellSampler
+from nas_sampler.selection import ParetoSelector
 from nas_sampler.space import CellSpace, NB201Space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -316,7 +316,7 @@ def test_reading_trials_through_the_fast_path_gives_the_same_search(db, monkeypa
         return _completed_genotypes(study)
 
     fast = search("fast")
-    monkeypatch.setattr(sampler_module, "read_trials", lambda *a: None)
+    monkeypatch.setattr(trial_reader, "read_trials", lambda *a: None)
     assert search("optuna") == fast
 
 
