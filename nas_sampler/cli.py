@@ -1,5 +1,8 @@
 """The ``nas-sampler`` command: search, worker, front, export, train, dashboard, studies.
 
+(Over 450 lines: seven commands with their arguments; the worker runtime is :mod:`nas_sampler.worker`,
+the search itself the library's.)
+
 Exit codes: 0 success, 2 bad arguments or settings, 1 runtime failure. Errors are one line on
 stderr saying what to do; ``--debug`` shows the traceback.
 """

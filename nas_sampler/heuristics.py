@@ -1,5 +1,9 @@
 """Training-free scores of a network on one batch of images, each oriented so that lower is better.
 
+(Over 450 lines: the fused pass, its chunking and its exact-mode NTK are one algorithm whose steps
+share state; the scores themselves are in :mod:`nas_sampler.scores`, the capture in
+:mod:`nas_sampler.capture`.)
+
 * :func:`ntk_condition_number` (TE-NAS, Chen et al. 2021): the condition number of the empirical
   neural tangent kernel ``Theta = J J^T``, ``J`` the ``B x P`` per-sample gradients of each sample's
   summed logits with respect to the trainable parameters. A well-conditioned kernel trains fast and

@@ -1,5 +1,8 @@
 """GeneticCellSampler: the evolution of :mod:`nas_sampler.evolution` as an Optuna sampler.
 
+(Over 450 lines: one class implements Optuna's sampler and ``BaseGASampler`` interfaces, with the
+validation of its arguments; its parts are modules of their own.)
+
 Assembled from parts, as Optuna's ``NSGAIISampler`` is: the slot ledger (:mod:`nas_sampler.slots`),
 the incremental trial reader (:mod:`nas_sampler.trial_reader`), the wait at a generation boundary
 (:mod:`nas_sampler.generation_wait`), the parent selector (:mod:`nas_sampler.selection`, or the DARTS

@@ -1,5 +1,8 @@
 """The DARTS tournament: a second way to choose parents, by brief joint training instead of scores.
 
+(Over 450 lines: the supernet, its training loop and the selector that stores and reuses its
+results are one mechanism.)
+
 Every ``every``-th generation the sampler hands the generation's candidates to
 :meth:`DartsTournament.select`. The candidates are split into groups of ``size``; one supernet holds
 every candidate cell. A stem (3x3 convolution, stride 2 by default: the cells work at half
