@@ -68,9 +68,10 @@ def default_artifact_dir(storage_url: str) -> Path:
     return Path("nas-artifacts")
 
 
-def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.RDBStorage:
+def open_storage(url: str, cfg: SearchConfig | None = None, *, must_exist: bool = False) -> optuna.storages.RDBStorage:
     """Optuna's RDBStorage; with ``cfg``, heartbeat on and a killed trial retried up to
-    ``storage.max_retry`` times."""
+    ``storage.max_retry`` times. ``must_exist`` (commands that read a search): a SQLite file that is
+    not there is refused, and nothing is created (no database, no lock file)."""
     _check_supported(url)
     kwargs: dict[str, Any] = {}
     if cfg is not None:
@@ -80,12 +81,18 @@ def open_storage(url: str, cfg: SearchConfig | None = None) -> optuna.storages.R
             "heartbeat_stale_trial_callback": heartbeat.RetryKilledTrial(cfg.storage.max_retry),
         }
     sqlite_path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+    if must_exist and sqlite_path is not None and (not sqlite_path.exists() or sqlite_path.stat().st_size == 0):
+        raise ConfigError(
+            f"--storage {url!r}: there is no database at {sqlite_path.resolve()} (nothing was created); check the "
+            f"path, or start a search there with nas-sampler search --storage {url}"
+        )
     if sqlite_path is None:  # a connection the server closed (restart, idle timeout) is replaced, not fatal
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     try:
         # workers starting together on a new database race to create its tables: on one machine
         # (SQLite) a file lock orders them; on a server the loser retries once the winner is done
-        with file_lock(sqlite_path) if sqlite_path is not None else contextlib.nullcontext():
+        creating = sqlite_path is not None and not must_exist
+        with file_lock(sqlite_path) if creating else contextlib.nullcontext():
             if sqlite_path is not None:
                 _check_sqlite_file(sqlite_path)
             try:
@@ -204,8 +211,8 @@ def _check_same_search(stored: dict[str, Any], cfg: SearchConfig, study_name: st
             diffs.append(f"{'.'.join(path)}: stored {json.dumps(a)}, given {json.dumps(b)}")
     if diffs:
         raise SpaceMismatchError(
-            f"study {study_name!r} was started with other settings ({'; '.join(diffs)}); resume it with its own "
-            "settings (nas-sampler worker --storage URL --study NAME) or pick a new --study name"
+            f"study {study_name!r} was started with other settings ({'; '.join(diffs)}); resume it with the preset "
+            "and flags that started it, or pick a new --study name"
         )
 
 
@@ -347,7 +354,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, must_exist=True)
     study = load_existing_study(storage, args.study, args.storage)
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
@@ -376,7 +383,7 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def cmd_front(args: argparse.Namespace) -> int:
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, must_exist=True)
     study = load_existing_study(storage, args.study, args.storage)
     rows = front_rows(study)
     if args.json:
@@ -412,7 +419,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
-    storage = open_storage(args.storage)  # fail early, with our message, on a bad URL
+    storage = open_storage(args.storage, must_exist=True)  # fail early, with our message, on a bad URL
     artifact_dir = Path(args.artifact_dir) if args.artifact_dir else default_artifact_dir(args.storage)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
@@ -425,12 +432,23 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trial_numbers(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"--trials {text!r} is invalid: give comma-separated trial numbers, e.g. --trials 12,40"
+        ) from None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from nas_sampler.final import export_final
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, must_exist=True)
     study = load_existing_study(storage, args.study, args.storage)
-    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
+    trials = _trial_numbers(args.trials) if args.trials else None
+    if args.rescore is not None and args.rescore < 0:
+        raise UsageError(f"--rescore {args.rescore} is invalid: give the number of extra scorings, 0 or more")
     rescore = []
     if args.rescore:
         stored = study.user_attrs.get(CONFIG_ATTR)

@@ -29,12 +29,13 @@ resumed run scores on the same images (:func:`record_data_spec` refuses a differ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,12 @@ import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
 from nas_sampler import schema
-from nas_sampler.errors import ConfigError, DataError, SpaceMismatchError
+from nas_sampler.errors import BadDataError, ConfigError, DataError, SpaceMismatchError
 
 DATA_ATTR = schema.DATA
 BUILTIN = "builtin"
@@ -265,17 +266,19 @@ def _load_torchvision(
 def _load_folder(path: Path, train: bool, transform: Callable[..., Any] | None) -> Dataset:
     given = str(path)
     if not path.exists():
-        raise DataError(
+        raise BadDataError(
             f"data {given!r} is neither a data set name ({', '.join(NAMES)}) nor an existing folder "
             f"(resolved: {path.resolve()}); pass a name or an ImageFolder folder laid out as folder/<class>/<image>"
         )
     if not path.is_dir():
-        raise DataError(f"data {given!r} is a file, not a folder; pass an ImageFolder folder (folder/<class>/<image>)")
+        raise BadDataError(
+            f"data {given!r} is a file, not a folder; pass an ImageFolder folder (folder/<class>/<image>)"
+        )
     subdirs = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs and set(subdirs) <= _SPLIT_DIRS and {"train", "test"} & set(subdirs):
         want = "train" if train else "test"
         if want not in subdirs:
-            raise DataError(
+            raise BadDataError(
                 f"folder {given!r} has the splits {subdirs} but no {want}/; pass train={not train} "
                 f"or the ImageFolder folder itself (e.g. {str(path / subdirs[0])!r})"
             )
@@ -285,14 +288,14 @@ def _load_folder(path: Path, train: bool, transform: Callable[..., Any] | None) 
     if not subdirs:
         images = [p for p in path.iterdir() if p.suffix.lower() in _IMAGE_EXTENSIONS]
         what = f"holds {len(images)} images but no class subfolders" if images else "is empty"
-        raise DataError(
+        raise BadDataError(
             f"folder {given!r} {what}: an ImageFolder folder needs one subfolder per class "
             f"(folder/<class>/<image>); pass such a folder, or a data set name ({', '.join(NAMES)})"
         )
     try:
-        ds = datasets.ImageFolder(str(path))
+        ds = datasets.ImageFolder(str(path), loader=_rgb_loader)
     except FileNotFoundError as e:
-        raise DataError(
+        raise BadDataError(
             f"folder {given!r} is not a usable ImageFolder folder: {e}. Every class subfolder needs at least "
             "one image (folder/<class>/<image>)"
         ) from e
@@ -305,12 +308,30 @@ def _load_folder(path: Path, train: bool, transform: Callable[..., Any] | None) 
 
 def _is_gray(file: str) -> bool:
     """Whether the folder's first image is one-channel (opens one header, decodes nothing)."""
-    with Image.open(file) as im:
-        return im.mode in ("1", "L", "LA", "I", "I;16", "F")
+    with _readable(file):
+        with Image.open(file) as im:
+            return im.mode in ("1", "L", "LA", "I", "I;16", "F")
+
+
+@contextlib.contextmanager
+def _readable(file: str) -> Iterator[None]:
+    """A file with an image extension that PIL cannot read becomes one line naming it."""
+    try:
+        yield
+    except (UnidentifiedImageError, OSError) as e:
+        raise BadDataError(
+            f"image {file!r} cannot be read ({e}); remove or replace it: every file with an image extension "
+            "in an ImageFolder folder must be an image"
+        ) from e
+
+
+def _rgb_loader(file: str) -> Image.Image:
+    with _readable(file), open(file, "rb") as f:
+        return Image.open(f).convert("RGB")
 
 
 def _gray_loader(file: str) -> Image.Image:
-    with open(file, "rb") as f:
+    with _readable(file), open(file, "rb") as f:
         return Image.open(f).convert("L")
 
 
@@ -380,7 +401,9 @@ def scoring_batch(
         raise ConfigError(f"strategy={strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
     n = len(dataset)
     if batch_size > n:
-        raise DataError(f"batch_size={batch_size} is larger than the data set ({n} images); pass a smaller batch_size")
+        raise BadDataError(
+            f"batch_size={batch_size} is larger than the data set ({n} images); pass a smaller batch_size"
+        )
     if strategy == "random":
         rng = np.random.default_rng([int(seed), 0])
         idx = rng.choice(n, size=batch_size, replace=False)

@@ -11,20 +11,26 @@ class GenotypeError(NASError, ValueError):
     """A genotype string or value is malformed or does not fit the search space."""
 
 
-class UnknownOperationError(NASError, KeyError):
+class ConfigError(NASError, ValueError):
+    """A bad preset, option or argument value (the CLI exits 2)."""
+
+
+class UnknownOperationError(ConfigError, KeyError):
     """An operation name that is not registered."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
 
 
-class SpaceMismatchError(NASError, ValueError):
-    """A study already records a different search space (or objectives) than the one given."""
+class SpaceMismatchError(ConfigError):
+    """A study already records a different search space (or objectives, or settings) than the one
+    given: resuming with other settings is a bad argument (the CLI exits 2)."""
 
 
 class DataError(NASError, ValueError):
     """A data set that cannot be loaded: missing folder, wrong layout, offline download."""
 
 
-class ConfigError(NASError, ValueError):
-    """A bad preset, option or argument value."""
+class BadDataError(DataError, ConfigError):
+    """Data the user named that cannot serve: a missing or empty folder, a file that is not an image
+    (a bad argument: the CLI exits 2)."""

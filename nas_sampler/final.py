@@ -27,7 +27,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from nas_sampler.errors import ConfigError, DataError
+from nas_sampler.errors import ConfigError, DataError, GenotypeError
 from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
@@ -300,6 +300,18 @@ def read_export(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{str(p)!r} is not JSON ({e}); pass the .json written by export_final") from e
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ConfigError(f"{str(p)!r} is not a nas-sampler final-network export (format {FORMAT!r} expected)")
+    missing = [k for k in ("space", "genotypes", "num_classes", "in_channels") if k not in record]
+    if missing:
+        raise ConfigError(
+            f"{str(p)!r} has no {', '.join(repr(k) for k in missing)} entry; write it again with nas-sampler export "
+            "(or export_final)"
+        )
+    try:
+        space = space_from_definition(record["space"])
+        for g in record["genotypes"]:
+            space.parse(g)
+    except (GenotypeError, TypeError) as e:
+        raise ConfigError(f"{str(p)!r} holds an invalid entry: {e}; write it again with nas-sampler export") from e
     return record
 
 

@@ -8,6 +8,7 @@ A preset file has the sections ``[study]``, ``[space]``, ``[data]``, ``[search]`
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,15 +151,33 @@ class SearchConfig:
                 parse_extra(extra)
             except ConfigError as e:
                 raise ConfigError(f"search.extra_objectives: {e}") from None
-        from nas_sampler.space import make_space
+        from nas_sampler.space import SPACES, make_space
 
         space = dict(self.space)
         kind = space.pop("kind", "cell")
+        if kind in SPACES:
+            _check_space_keys(kind, SPACES[kind], space)
         try:
             self.space = make_space(kind, **space).definition()  # canonical: every key spelled out
         except TypeError as e:
-            raise ConfigError(f"[space] has an unknown key for space {kind!r}: {e}") from None
+            raise ConfigError(f"[space] has a value of the wrong type for space {kind!r}: {e}") from None
         return self
+
+
+def _check_space_keys(kind: str, cls: type, values: dict[str, Any]) -> None:
+    """Unknown keys, and values whose type differs from the setting's default, each one line."""
+    import inspect
+
+    params = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"}
+    for key, value in values.items():
+        if key not in params:
+            raise ConfigError(f"[space] {key!r} is not a setting of space {kind!r}; its settings: {', '.join(params)}")
+        default = params[key].default
+        wrong = f"[space] {key} = {value!r} has the wrong type"
+        if isinstance(default, (tuple, list)) and not isinstance(value, list):
+            raise ConfigError(f"{wrong}: expected a list, e.g. {key} = {json.dumps(list(default))}")
+        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+            raise ConfigError(f"{wrong}: expected an integer, e.g. {key} = {default}")
 
 
 _SECTIONS = {
@@ -209,7 +228,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "preset") -> SearchConfi
     try:
         return cfg.validate()
     except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise type(e)(f"{source}: {e}") from None  # the same kind (an unknown operation stays one)
 
 
 def find_preset(name_or_path: str) -> Path:

@@ -91,7 +91,7 @@ def test_a_study_with_another_number_of_objectives_is_refused_and_untouched(tmp_
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     other = optuna.create_study(storage=url, study_name="smoke", directions=["minimize", "maximize"])
     other.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=3)
-    assert main(["search", *SMALL, "--storage", url, "--trials", "4"]) == 1
+    assert main(["search", *SMALL, "--storage", url, "--trials", "4"]) == 2  # other settings: a bad argument
     line = _one_error_line(capsys)
     assert "'smoke' has 2 objectives" in line and "3" in line and "--study" in line
     study = optuna.load_study(study_name="smoke", storage=url)
@@ -109,7 +109,7 @@ def test_data_folder_with_the_wrong_layout_stores_nothing(tmp_path, capsys, monk
     flat.mkdir()
     for i in range(3):
         Image.new("RGB", (8, 8)).save(flat / f"{i}.png")
-    assert main(["search", "--data", str(flat), "--trials", "1", "--storage", "sqlite:///nas.db"]) == 1
+    assert main(["search", "--data", str(flat), "--trials", "1", "--storage", "sqlite:///nas.db"]) == 2
     line = _one_error_line(capsys)
     assert str(flat) in line and "class subfolders" in line
     assert optuna.get_all_study_names("sqlite:///nas.db") == []  # no half-made study

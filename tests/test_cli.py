@@ -62,13 +62,13 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) 
     assert main(["search", *SMALL, "--trials", "4"]) == 0
     before = len(optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").trials)
     capsys.readouterr()
-    assert main(["search", *SMALL, "--trials", "8", "--seed", "7"]) == 1
+    assert main(["search", *SMALL, "--trials", "8", "--seed", "7"]) == 2  # other settings: a bad argument
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "study.seed: stored 0, given 7" in err
     assert len(optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").trials) == before
-    assert main(["search", "--preset", "smoke", "--space", "nb201", "--trials", "8"]) == 1
+    assert main(["search", "--preset", "smoke", "--space", "nb201", "--trials", "8"]) == 2
     assert "space" in capsys.readouterr().err
-    assert main(["search", *SMALL, "--trials", "8", "--mode", "async"]) == 1  # a study made before --mode: generational
+    assert main(["search", *SMALL, "--trials", "8", "--mode", "async"]) == 2  # a study made before --mode: generational
     assert 'search.mode: stored "generational", given "async"' in capsys.readouterr().err
 
 
@@ -88,11 +88,11 @@ def test_async_mode_from_the_command_line(tmp_path, capsys, monkeypatch) -> None
         (["search", "--population", "0"], 2, ["search.population = 0"]),
         (["search", "--preset", "nope"], 2, ["preset 'nope' not found", "smoke"]),
         (["search", "--ntk-mode", "slow"], 2, []),  # argparse's own message
-        (["front", "--study", "missing"], 1, ["no study named 'missing'"]),
+        (["front", "--study", "missing"], 2, ["no database at", "nothing was created"]),
         (["front", "--storage", "sqlite:///not-a-db.txt"], 1, ["not a SQLite database"]),
         (["front", "--storage", "postgresql+psycopg2://postgres@127.0.0.1:1/x"], 1, ["cannot open storage"]),
         (["front", "--storage", "sqlte:///x.db"], 1, ["cannot open storage 'sqlte:///x.db'"]),
-        (["search", "--data", "no/such/folder", "--trials", "1"], 1, ["no/such/folder"]),
+        (["search", "--data", "no/such/folder", "--trials", "1"], 2, ["no/such/folder"]),
         (["search", "--storage", "journal.log", "--trials", "1"], 2, ["JournalStorage", "sqlite:///FILE"]),
         (["worker", "--storage", "grpc://127.0.0.1:13000", "--study", "s"], 2, ["GrpcStorageProxy", "postgresql"]),
         (["front", "--storage", "notaurl"], 2, ["'notaurl' is not a storage URL"]),
@@ -122,8 +122,8 @@ class _nothing:
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch) -> None:
-    r = _run("--debug", "front", "--study", "missing", cwd=tmp_path)
-    assert r.returncode == 1 and "Traceback" in r.stderr
+    r = _run("--debug", "front", "--study", "missing", cwd=tmp_path)  # no nas.db here: a bad argument
+    assert r.returncode == 2 and "Traceback" in r.stderr
 
 
 def test_every_command_has_help(tmp_path) -> None:
