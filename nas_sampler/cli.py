@@ -295,6 +295,7 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
         study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
     else:
         _check_same_search(stored, cfg, cfg.study.name)
+        _extend_budget(study, stored, cfg)
 
     target = cfg.n_trials
     done = finished_trials(study)
@@ -309,7 +310,8 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
             study, objective, target, catch=objective.catch, callbacks=[progress], should_stop=lambda: stop.requested
         )
     done = finished_trials(study)
-    if stop.requested and work_left(study, target):
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if stop.requested and (work_left(study, target) or running):  # Ctrl-C in the final wait: not done either
         print(f"stopped after {done}/{target} trials. Resume with:\n  {resume_hint}", file=sys.stderr)
         return 130
     print(
@@ -318,6 +320,16 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _extend_budget(study: optuna.Study, stored: dict[str, Any], cfg: SearchConfig) -> None:
+    """A search given a larger budget than the study records records it, so every worker that joins
+    (``nas-sampler worker``, which reads the study's settings) searches to it too. A budget only grows:
+    a smaller one given later does not stop the others."""
+    recorded = config_from_dict(stored, source=f"study {cfg.study.name!r}")
+    if cfg.n_trials > recorded.n_trials:
+        search = {**stored["search"], "trials": cfg.search.trials, "generations": cfg.search.generations}
+        study.set_user_attr(CONFIG_ATTR, {**stored, "search": search})
 
 
 class _GracefulStop:

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from nas_sampler import cli
 from nas_sampler.cli import main
 from nas_sampler.internals import storage_of, study_id_of
 
@@ -161,3 +162,27 @@ def test_ctrl_c_stops_after_the_running_trial_and_says_how_to_resume(tmp_path) -
     states = [t.state for t in optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}").trials]
     assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.FAIL not in states
     assert states.count(optuna.trial.TrialState.COMPLETE) < 40
+
+
+def test_a_larger_budget_is_recorded_so_every_worker_follows_it(tmp_path, capsys, monkeypatch) -> None:
+    """``search --trials 12`` on a finished 8-trial study records 12 in the study: a ``worker`` joining
+    it (which has no budget flags: it reads the study's settings) searches to 12 too."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *SMALL, "--trials", "8"]) == 0
+    assert main(["search", *SMALL, "--trials", "4"]) == 0  # a smaller budget: nothing to do, and it is not recorded
+    budget = lambda: optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").user_attrs[  # noqa: E731
+        "nas_sampler:config"
+    ]["search"]["trials"]
+    assert budget() == 8
+    monkeypatch.setattr(cli, "run_trials", lambda *a, **k: None)  # the extending search records, then runs nothing
+    main(["search", *SMALL, "--trials", "12"])
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert budget() == 12
+    capsys.readouterr()
+    assert main(["worker", "--storage", "sqlite:///nas.db", "--study", "smoke"]) == 0
+    assert "8/12 trials finished" in capsys.readouterr().err
+    done = optuna.load_study(study_name="smoke", storage="sqlite:///nas.db").get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,)
+    )
+    assert len(done) == 12
