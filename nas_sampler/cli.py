@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -55,6 +56,21 @@ _FIXED_KEYS = (
 
 class UsageError(NASError):
     """Bad arguments: exit code 2."""
+
+
+# the library's parameter names, as the flags a user typed them (an error names what the user wrote)
+_FLAGS = {
+    "search": {"population_size": "--population", "offspring_per_generation": "--offspring", "seed": "--seed"},
+    "export": {"n_cells": "--cells", "seed": "--seed", "finalists": "--finalists"},
+    "train": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "subset": "--subset", "seed": "--seed"},
+}
+
+
+def _as_flags(command: str, message: str) -> str:
+    """``population_size=1 is invalid: ...`` -> ``--population 1 is invalid: ...`` for ``command``'s flags."""
+    m = re.match(r"(\w+)=(\S+) is invalid", message)
+    flag = _FLAGS.get(command, {}).get(m.group(1)) if m else None
+    return message if m is None or flag is None else f"{flag} {m.group(2)} is invalid{message[m.end() :]}"
 
 
 # ----------------------------------------------------------------------------- storage
@@ -621,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         if args.debug:
             traceback.print_exc()
-        print(f"nas-sampler: error: {e}", file=sys.stderr)
+        print(f"nas-sampler: error: {_as_flags(args.command, str(e))}", file=sys.stderr)
         return 2
     except NASError as e:
         if args.debug:

@@ -66,6 +66,10 @@ CASES = [
     (["front", "--storage", "sqlite:///typo.db"], 2, ["no database", "nothing was created"]),
     (["export", "--storage", "sqlite:///typo.db"], 2, ["no database"]),
     (["worker", "--storage", "sqlite:///typo.db", "--study", "smoke"], 2, ["no database"]),
+    # an error names the flag the user typed, not the library's parameter
+    (["export", "--storage", DB, "--study", "smoke", "--cells", "0"], 2, ["--cells 0 is invalid"]),
+    (["search", *SMOKE, "--storage", DB, "--study", "new", "--population", "1"], 2, ["--population 1 is invalid"]),
+    (["train", "final.json", "--epochs", "0"], 2, ["--epochs 0 is invalid"]),
 ]
 
 
