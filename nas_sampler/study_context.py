@@ -49,6 +49,9 @@ class StudyContext:
     pool: list[int] = field(default_factory=list)  # async mode: the current parents' trial numbers
     pooled: set[int] = field(default_factory=set)  # async mode: completed trials already offered to the pool
 
+    _names: frozenset[str] = field(default=frozenset(), init=False, repr=False)  # see _param_names
+    _names_of: SearchSpace | None = field(default=None, init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.reader = TrialReader(self.lock)
 
@@ -60,6 +63,13 @@ class StudyContext:
         self.known_gen = 0
         self.pending.clear()
 
+    def _param_names(self) -> frozenset[str]:
+        """The space's parameter names, built once per space (a running trial without them is asked
+        for its genotype on every child the async mode breeds)."""
+        if self._names_of is not self.space:
+            self._names, self._names_of = frozenset(self.space.distributions()), self.space
+        return self._names
+
     def genotype_of(self, t: FrozenTrial, trials: Sequence[FrozenTrial] = ()) -> str | None:
         """The genotype string a trial evaluated (its user attribute, else its parameters). A retry not
         yet started holds the genotype of the trial it retries (same slot, same child), so a later
@@ -67,10 +77,12 @@ class StudyContext:
         cached = self.genotypes.get(t.number)
         if cached is not None:
             return cached
-        try:
-            result: str | None = str(self.space.genotype_of(t))
-        except GenotypeError:
-            result = None
+        result: str | None = None
+        if schema.GENOTYPE in t.user_attrs or self._param_names() <= t.params.keys():  # else: not sampled yet
+            try:
+                result = str(self.space.genotype_of(t))
+            except GenotypeError:
+                result = None
         original = t.system_attrs.get(schema.RETRY)
         if result is None and original is not None and 0 <= int(original) < len(trials):
             return self.genotype_of(trials[int(original)], trials)
