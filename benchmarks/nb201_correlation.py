@@ -44,8 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
 
 from nas_sampler import NB201Space, TrainingFreeObjective  # noqa: E402
-from nas_sampler.heuristics import ALL_SCORES, SCORE_NAMES, WORST_SCORE, ntk_condition_number  # noqa: E402
+from nas_sampler.heuristics import SCORE_NAMES, WORST_SCORE, ntk_condition_number, score_all  # noqa: E402
+from nas_sampler.linear_regions import linear_region_count, random_region_inputs, thin_network  # noqa: E402
+from nas_sampler.objective import init_seed  # noqa: E402
 from nas_sampler.phenotype import count_parameters  # noqa: E402
+
+#: Scored on the whole batch: the defaults, SWAP, and NASWOT's own definitions of its two scores.
+BATCH_SCORES = (*SCORE_NAMES, "swap", "activation_naswot", "jacobian_naswot")
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
@@ -77,7 +82,7 @@ def plot(out: Path, cols: dict[str, np.ndarray], acc: np.ndarray, taus: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [*ALL_SCORES, "rank_sum"]
+    names = [n for n in (*BATCH_SCORES, "ntk_cond_tenas", "linear_regions", "rank_sum") if n in cols]
     written = []
     for name in names:
         fig, ax = plt.subplots(figsize=(5, 4))
@@ -123,13 +128,14 @@ def main() -> None:
     # scored exactly as a search scores them: the objective's seeded batch and per-genotype weights
     objective = TrainingFreeObjective(
         NB201Space(), data=str(args.data), batch_size=args.batch_size, seed=args.seed, device="cpu",
-        on_degenerate="worst", metrics=ALL_SCORES,
+        on_degenerate="worst", metrics=BATCH_SCORES,
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     archs = sorted(table)
     rng = np.random.default_rng(args.seed)
     sample = [archs[int(i)] for i in rng.choice(len(archs), size=min(args.n, len(archs)), replace=False)]
     xe = objective.images[: args.exact_batch]
+    region_inputs = random_region_inputs(args.seed)
 
     rows = []
     t0 = time.perf_counter()
@@ -143,6 +149,16 @@ def main() -> None:
             row["ntk_cond_exact"] = ntk_condition_number(net, xe, mode="exact", on_degenerate="worst")
             row["seconds_exact"] = time.perf_counter() - t
             row["ntk_cond_fast_at_exact_batch"] = ntk_condition_number(net, xe, on_degenerate="worst")
+            # TE-NAS's own definition on the same images: train-mode NTK of the parameters named weight
+            t = time.perf_counter()
+            row["ntk_cond_tenas"] = score_all(net, xe, metrics=["ntk_cond_tenas"], on_degenerate="worst")[
+                "ntk_cond_tenas"
+            ]
+            row["seconds_tenas"] = time.perf_counter() - t
+        # TE-NAS's linear regions: its thin network of the cell, seeded per genotype, on 3 x 1000 3x3 inputs
+        g = objective.space.parse(arch)
+        torch.manual_seed(init_seed(args.seed, g))
+        row["linear_regions"] = -linear_region_count(thin_network(objective.space, g), region_inputs, device="cpu")
         rows.append(row)
         if (k + 1) % 10 == 0 or k + 1 == len(sample):
             el = time.perf_counter() - t0
@@ -156,7 +172,7 @@ def main() -> None:
         w.writerows(rows)
 
     acc = np.array([r["accuracy"] for r in rows])
-    cols = {name: np.array([r[name] for r in rows]) for name in ALL_SCORES}
+    cols = {name: np.array([r[name] for r in rows]) for name in (*BATCH_SCORES, "linear_regions")}
     cols["rank_sum"] = sum(ranks(cols[name]) for name in SCORE_NAMES)
     params = np.array([r["params"] for r in rows], dtype=float)
     cols["params"] = -params  # lower is better after negation: more parameters first
@@ -171,6 +187,13 @@ def main() -> None:
         cols["rank_sum_exact_swap_params"] = (
             ranks(cols["ntk_cond_exact"]) + ranks(cols["swap"]) + ranks(cols["jacobian"]) + ranks(-params)
         )
+        # the three as their papers' code defines them, on the same images
+        cols["ntk_cond_fast_at_exact_batch"] = np.array([r["ntk_cond_fast_at_exact_batch"] for r in rows])
+        cols["ntk_cond_tenas"] = np.array([r["ntk_cond_tenas"] for r in rows])
+        cols["rank_sum_published"] = (
+            ranks(cols["ntk_cond_tenas"]) + ranks(cols["activation_naswot"]) + ranks(cols["jacobian_naswot"])
+        )
+        cols["rank_sum_published_params"] = cols["rank_sum_published"] + ranks(-params)
     taus, rhos = {}, {}
     print(f"{len(rows)} NAS-Bench-201 architectures, batch {args.batch_size}, seed {args.seed}, {elapsed:.0f} s")
     print(f"{'score':16} {'Kendall tau':>11} {'Spearman rho':>12}")
@@ -189,7 +212,7 @@ def main() -> None:
         print(f"best-ranked of {size} random architectures (200 draws), true accuracy mean ± std:")
         for name, (m, sd) in picks.items():
             print(f"  {name:22} {m:6.2f} ± {sd:4.2f}")
-    degenerate = {name: int((cols[name] >= WORST_SCORE).sum()) for name in ALL_SCORES}
+    degenerate = {name: int((cols[name] >= WORST_SCORE).sum()) for name in BATCH_SCORES}
     print(f"degenerate (scored {WORST_SCORE:g}, ranked last): {degenerate}")
     exact = [(r["ntk_cond_fast_at_exact_batch"], r["ntk_cond_exact"]) for r in rows if "ntk_cond_exact" in r]
     agree = None
@@ -199,10 +222,12 @@ def main() -> None:
         tau_exact = float(stats.kendalltau(-exact_v, acc[: len(exact)]).statistic)
         tau_fast = float(stats.kendalltau(-fast_v, acc[: len(exact)]).statistic)
         secs = np.median([r["seconds_exact"] for r in rows if "seconds_exact" in r])
+        secs_tenas = np.median([r["seconds_tenas"] for r in rows if "seconds_tenas" in r])
         print(
             f"exact vs fast NTK at batch {args.exact_batch} on the first {len(exact)}: "
             f"Kendall tau {agree:.3f} between them; "
-            f"against accuracy exact {tau_exact:.3f}, fast {tau_fast:.3f}; exact {secs:.1f} s per architecture (median)"
+            f"against accuracy exact {tau_exact:.3f}, fast {tau_fast:.3f}; exact {secs:.1f} s, "
+            f"TE-NAS's {secs_tenas:.1f} s per architecture (median)"
         )
     written = plot(args.out, cols, acc, taus)
     print("wrote " + ", ".join([str(args.out / "scores.csv"), *written]))

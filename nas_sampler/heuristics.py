@@ -94,6 +94,12 @@ DEFAULT_CPU_BUDGET: int = 4 * 2**30
 
 _MODES = ("fast", "exact")
 
+#: What the NTK scores need: with ``ntk_batch`` they are computed on the first images only.
+_NTK_NEEDS = frozenset({"ntk", "ntk_weights_coupled"})
+
+#: What needs one forward pass with BatchNorm's statistics coupling the samples (the whole batch).
+_COUPLED_NEEDS = frozenset({"coupled_jacobian", "ntk_weights_coupled"})
+
 
 class HeuristicError(NASError, ValueError):
     """A network whose score is undefined (degenerate): ``reasons`` maps each failed score to why;
@@ -238,19 +244,20 @@ def score_all(
     """
     want = tuple(m for m in SCORES if m in check_metrics(metrics))
     B = images.shape[0] if isinstance(images, torch.Tensor) and images.dim() == 4 else None
-    if check_ntk_batch(ntk_batch) is not None and "ntk_cond" in want:
-        if B is not None and ntk_batch < B:
-            _check_args(net, images, ntk_mode, memory_budget, on_degenerate)
-            args = (device, memory_budget, seed)
-            others = tuple(m for m in want if m != "ntk_cond")
-            scores, reasons = _run_raw(net, images, others, "fast", *args) if others else ({}, {})
-            ntk, ntk_reasons = _run_raw(net, images[:ntk_batch], ("ntk_cond",), ntk_mode, *args)
-            return _verdict({"ntk_cond": ntk["ntk_cond"], **scores}, {**ntk_reasons, **reasons}, on_degenerate)
+    ntks = tuple(m for m in want if SCORES[m].needs & _NTK_NEEDS)
+    if check_ntk_batch(ntk_batch) is not None and ntks and B is not None and ntk_batch < B:
+        _check_args(net, images, ntk_mode, memory_budget, on_degenerate)
+        args = (device, memory_budget, seed)
+        others = tuple(m for m in want if m not in ntks)
+        scores, reasons = _run_raw(net, images, others, "fast", *args) if others else ({}, {})
+        ntk, ntk_reasons = _run_raw(net, images[:ntk_batch], ntks, ntk_mode, *args)
+        merged = {**ntk, **scores}
+        return _verdict({m: merged[m] for m in want}, {**ntk_reasons, **reasons}, on_degenerate)
     return _run(net, images, want, ntk_mode, device, memory_budget, seed, on_degenerate)
 
 
 @contextmanager
-def _scoring_state(net: nn.Module, device: torch.device, seed: int | None) -> Iterator[None]:
+def scoring_state(net: nn.Module, device: torch.device, seed: int | None) -> Iterator[None]:
     """eval mode (restored per module), seeded and deterministic; nothing of ``net`` changed after."""
     modes = {m: m.training for m in net.modules()}
     devices = [device] if device.type == "cuda" else []
@@ -332,13 +339,13 @@ def _run_raw(
     if memory_budget is None:
         memory_budget = int(torch.cuda.mem_get_info(dev)[0] // 2) if dev.type == "cuda" else DEFAULT_CPU_BUDGET
 
-    with _scoring_state(net, dev, seed):
+    with scoring_state(net, dev, seed):
         per_sample = _probe_bytes(net, images[:1])
         params = [p for p in net.parameters() if p.requires_grad]
         needs = needs_of(want)
         extra = B * sum(p.numel() for p in params) * 4 if "ntk" in needs else 0
         chunk = B
-        if mode == "fast" or needs != {"ntk"}:  # the exact NTK needs the whole batch at once
+        if needs - _COUPLED_NEEDS - ({"ntk"} if mode == "exact" else set()):  # coupled: the whole batch at once
             chunk = max(1, min(B, int((memory_budget - extra) // max(per_sample, 1))))
         while True:
             try:
@@ -369,20 +376,29 @@ def _score(
     tracked = {id(p): p for p in params}
     needs = needs_of(want)
     need_ntk_fast = "ntk" in needs and mode == "fast"
-    need_codes = "relu_codes" in needs
+    need_codes = bool(needs & {"relu_codes", "module_codes"})
     need_jac = "input_jacobian" in needs
     need_frozen = need_ntk_fast or need_codes or need_jac
     reasons: dict[str, str] = {}
     scores: dict[str, float] = {}
 
-    relus = [m for m in net.modules() if isinstance(m, nn.ReLU)]
+    # nn.ReLU modules for "relu_codes"; NASWOT's test (the class name contains ReLU) for "module_codes"
+    stores: dict[int, tuple[nn.Module, list[dict]]] = {}
     codes: dict[tuple[int, int], list[torch.Tensor]] = {}
+    module_codes: dict[tuple[int, int], list[torch.Tensor]] = {}
+    for m in net.modules():
+        into = [codes] if isinstance(m, nn.ReLU) and "relu_codes" in needs else []
+        into += [module_codes] if "ReLU" in str(type(m)) and "module_codes" in needs else []
+        if into:
+            stores[id(m)] = (m, into)
     calls_seen: dict[int, int] = {}
 
     def relu_hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         k = calls_seen.get(id(m), 0)
         calls_seen[id(m)] = k + 1
-        codes.setdefault((id(m), k), []).append((inp[0] > 0).reshape(inp[0].shape[0], -1))
+        code = (inp[0] > 0).reshape(inp[0].shape[0], -1)
+        for store in stores[id(m)][1]:
+            store.setdefault((id(m), k), []).append(code)
 
     in_jac: list[torch.Tensor] = []
     nonfinite = False
@@ -394,7 +410,7 @@ def _score(
             with torch.no_grad(), cap:
                 net(images)
             stats = cap.stats
-        handles = [m.register_forward_hook(relu_hook) for m in relus] if need_codes else []
+        handles = [m.register_forward_hook(relu_hook) for m, _ in stores.values()]
         try:
             for start in range(0, B, chunk):
                 rows = slice(start, min(B, start + chunk))
@@ -419,7 +435,8 @@ def _score(
         finally:
             for h in handles:
                 h.remove()
-    if nonfinite:
+    coupled = _coupled_pass(net, images, params, needs) if needs & _COUPLED_NEEDS and not nonfinite else None
+    if nonfinite or (needs & _COUPLED_NEEDS and coupled is None):
         return dict.fromkeys(want, WORST_SCORE), dict.fromkeys(want, "the network's output has NaN or infinite values")
 
     def ntk() -> torch.Tensor | None:
@@ -427,7 +444,10 @@ def _score(
             return _exact_theta(net, images, params)
         return sink.result() if sink is not None else torch.zeros(B, B, dtype=torch.float64)
 
-    recorded = Pass(B, codes, in_jac, ntk)
+    recorded = Pass(B, codes, in_jac, ntk, module_codes)
+    if coupled is not None:
+        recorded.coupled_jacobian, theta = coupled
+        recorded.ntk_weights_coupled = lambda: theta
     for name in want:
         _finish(scores, reasons, name, lambda name=name: SCORES[name].compute(recorded))
     return {k: scores[k] for k in want}, reasons
@@ -492,23 +512,51 @@ def _exact_theta(net: nn.Module, images: torch.Tensor, params: list[nn.Parameter
     were slower than these plain passes on the CPU: their convolution and BatchNorm batch rules loop
     and copy, and autograd's fused convolution backward computes both gradients at once. The figures
     are in ``docs/results.md`` (``benchmarks/heuristics_cost.py``)."""
-    B = images.shape[0]
     with torch.enable_grad(), Capture({}, "coupled", record=False):
         out = net(images)
     if not torch.isfinite(out).all():
         return None
-    S = out.reshape(B, -1).sum(1)
+    return _coupled_theta(out.reshape(images.shape[0], -1).sum(1), params)
+
+
+def _coupled_pass(
+    net: nn.Module, images: torch.Tensor, params: list[nn.Parameter], needs: frozenset[str]
+) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+    """The published codes' train-mode pass (batch statistics couple the samples): the input Jacobian
+    of the summed logits and TE-NAS's NTK of the parameters named ``weight``, each None when not
+    needed; None when the output is not finite."""
+    x = images.clone().requires_grad_("coupled_jacobian" in needs)
+    with torch.enable_grad(), Capture({}, "coupled", record=False):
+        out = net(x)
+    if not torch.isfinite(out).all():
+        return None
+    S = out.reshape(x.shape[0], -1).sum(1)
+    want_ntk = "ntk_weights_coupled" in needs
+    jac = None
+    if x.requires_grad:
+        (g,) = torch.autograd.grad(S.sum(), [x], allow_unused=True, retain_graph=want_ntk)
+        jac = (torch.zeros_like(x) if g is None else g).detach().reshape(x.shape[0], -1)
+    theta = None
+    if want_ntk:
+        tracked = {id(p) for p in params}
+        theta = _coupled_theta(S, [p for name, p in net.named_parameters() if "weight" in name and id(p) in tracked])
+    return jac, theta
+
+
+def _coupled_theta(S: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
+    """``J J^T`` with ``J[i]`` the gradient of ``S[i]`` with respect to ``params``: ``B`` backward passes."""
+    B = S.shape[0]
     n = sum(p.numel() for p in params)
     if not (params and S.requires_grad):
-        return torch.zeros(B, B, dtype=torch.float64, device=images.device)
-    J = torch.empty(B, n, device=images.device)
+        return torch.zeros(B, B, dtype=torch.float64, device=S.device)
+    J = torch.empty(B, n, device=S.device)
     for i in range(B):
         grads = torch.autograd.grad(S[i], params, retain_graph=i < B - 1, allow_unused=True)
         o = 0
         for p, g in zip(params, grads, strict=True):
             J[i, o : o + p.numel()] = 0 if g is None else g.reshape(-1)
             o += p.numel()
-    theta = torch.zeros(B, B, dtype=torch.float64, device=images.device)
+    theta = torch.zeros(B, B, dtype=torch.float64, device=S.device)
     for start in range(0, n, 1 << 20):
         blk = J[:, start : start + (1 << 20)]
         theta += (blk @ blk.t()).double()

@@ -68,7 +68,8 @@ class ResNetBasicBlock(nn.Module):
 class StagedNetwork(nn.Module):
     """NAS-Bench-201's macro skeleton: a 3x3 stem, three stages of cells at ``width``, 2x and 4x
     channels joined by ResNet reductions, then BN, ReLU, global average pooling and a linear layer.
-    ``make_cell(C_in)`` builds one cell; cells whose output width differs chain on it."""
+    ``make_cell(C_in)`` builds one cell; cells whose output width differs chain on it. ``depth`` keeps
+    only the first ``depth`` cells and reductions (TE-NAS's thin network for counting linear regions)."""
 
     def __init__(
         self,
@@ -78,16 +79,19 @@ class StagedNetwork(nn.Module):
         num_classes: int = 10,
         in_channels: int = 3,
         stages: int = 3,
+        depth: int | None = None,
     ):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
         layers: list[nn.Module] = []
         C = width
         for s in range(stages):
-            if s > 0:
+            if s > 0 and (depth is None or len(layers) < depth):
                 layers.append(ResNetBasicBlock(C, width * 2**s, stride=2))
                 C = width * 2**s
             for _ in range(cells_per_stage):
+                if depth is not None and len(layers) >= depth:
+                    break
                 cell = make_cell(C)
                 layers.append(cell)
                 C = getattr(cell, "out_channels", C)

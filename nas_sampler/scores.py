@@ -9,6 +9,16 @@ asked for, recording only what their ``needs`` add up to:
 * ``"ntk"``: the empirical NTK ``Theta = J J^T`` of the per-sample weight gradients (the costly one:
   it is all the batched per-sample gradient products, and in exact mode one backward per sample).
 
+The published codes define their scores a little differently; the ``*_tenas`` and ``*_naswot``
+scores are those definitions exactly (``docs/scores.md`` says how each differs), and need:
+
+* ``"module_codes"``: NASWOT's codes, the input code of every module whose class name contains
+  ``ReLU`` (so also the input of each ``ReLUConvBN`` block, a second time);
+* ``"coupled_jacobian"``: the input gradients of the summed logits with BatchNorm's batch statistics
+  coupling the samples (NASWOT v1 runs the network in train mode);
+* ``"ntk_weights_coupled"``: TE-NAS's NTK, of the parameters whose name contains ``weight`` only,
+  with the batch statistics coupling the samples (one backward per sample).
+
 A new score is one function decorated with :func:`register_score`; it then works everywhere a metric
 name does (``TrainingFreeObjective(metrics=...)``, presets, ``--metrics``).
 """
@@ -17,13 +27,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 #: What a score can ask the fused pass for.
-NEEDS: tuple[str, ...] = ("relu_codes", "input_jacobian", "ntk")
+NEEDS: tuple[str, ...] = (
+    "relu_codes", "input_jacobian", "ntk", "module_codes", "coupled_jacobian", "ntk_weights_coupled"
+)  # fmt: skip
 
 #: Returned for a degenerate score with ``on_degenerate="worst"``. Above every non-degenerate value:
 #: ``activation <= 0`` (a non-singular integer matrix has ``|det| >= 1``), ``jacobian <= B (1/k + log B)``
@@ -50,6 +62,9 @@ class Pass:
     relu_codes: dict[tuple[int, int], list[torch.Tensor]]  # (module id, call index) -> chunks of B x units
     input_jacobian: list[torch.Tensor]  # chunks of B x pixels
     ntk: Callable[[], torch.Tensor | None]  # Theta, computed on demand; None: the output was not finite
+    module_codes: dict[tuple[int, int], list[torch.Tensor]] = field(default_factory=dict)
+    coupled_jacobian: torch.Tensor | None = None  # B x pixels
+    ntk_weights_coupled: Callable[[], torch.Tensor | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -82,13 +97,24 @@ def needs_of(names: Any) -> frozenset[str]:
 
 @register_score("ntk_cond", ("ntk",))
 def condition_number(p: Pass) -> float:
-    """TE-NAS: ``lambda_max / lambda_min`` of the NTK."""
-    theta = p.ntk()
+    """TE-NAS: ``lambda_max / lambda_min`` of the NTK (every trainable parameter)."""
+    return _condition_number(p.ntk())
+
+
+@register_score("ntk_cond_tenas", ("ntk_weights_coupled",))
+def condition_number_tenas(p: Pass) -> float:
+    """TE-NAS's code (``get_ntk_n``, train mode): the NTK of the parameters named ``weight`` only, its
+    eigenvalues in float32 as there (the code's own rounding, about 1e-6 of the condition number)."""
+    theta = p.ntk_weights_coupled()
+    return _condition_number(None if theta is None else theta.float())
+
+
+def _condition_number(theta: torch.Tensor | None) -> float:
     if theta is None:
         raise Degenerate("the network's output has NaN or infinite values")
     if not torch.isfinite(theta).all():
         raise Degenerate("the NTK has NaN or infinite entries")
-    ev = torch.linalg.eigvalsh(theta.cpu())
+    ev = torch.linalg.eigvalsh(theta.cpu()).double()
     lo, hi = float(ev[0]), float(ev[-1])
     if hi <= 0:
         raise Degenerate("every per-sample weight gradient is zero")
@@ -102,14 +128,23 @@ def condition_number(p: Pass) -> float:
 
 @register_score("activation", ("relu_codes",))
 def activation(p: Pass) -> float:
-    """NASWOT: minus ``log|det K|`` of the Hamming-type kernel of the samples' ReLU codes."""
-    if not p.relu_codes:
+    """NASWOT: minus ``log|det K|`` of the Hamming-type kernel of the samples' ``nn.ReLU`` codes."""
+    return _minus_logdet(p.relu_codes, p.batch)
+
+
+@register_score("activation_naswot", ("module_codes",))
+def activation_naswot(p: Pass) -> float:
+    """NASWOT's code (``hook_logdet``): its hook is on every module whose class name contains ``ReLU``."""
+    return _minus_logdet(p.module_codes, p.batch)
+
+
+def _minus_logdet(codes: dict[tuple[int, int], list[torch.Tensor]], B: int) -> float:
+    if not codes:
         raise Degenerate("the network has no nn.ReLU module (or none was called), so there are no codes")
-    B = p.batch
     A = torch.zeros(B, B, dtype=torch.float64)
     s = torch.zeros(B, dtype=torch.float64)
     M = 0
-    for parts in p.relu_codes.values():
+    for parts in codes.values():
         c = torch.cat(parts)
         for start in range(0, c.shape[1], 1 << 22):  # float32 sums of 0/1 stay exact below 2**24
             blk = c[:, start : start + (1 << 22)].float()
@@ -129,7 +164,18 @@ def activation(p: Pass) -> float:
 @register_score("jacobian", ("input_jacobian",))
 def jacobian(p: Pass) -> float:
     """NASWOT v1: ``sum(log(v + k) + 1/(v + k))`` over the eigenvalues of the input Jacobians' correlations."""
-    J = torch.cat(p.input_jacobian).double().cpu()
+    return _jacobian_score(torch.cat(p.input_jacobian))
+
+
+@register_score("jacobian_naswot", ("coupled_jacobian",))
+def jacobian_naswot(p: Pass) -> float:
+    """NASWOT v1's code (``eval_score``, train mode): the batch statistics couple the samples' Jacobians."""
+    assert p.coupled_jacobian is not None
+    return _jacobian_score(p.coupled_jacobian)
+
+
+def _jacobian_score(J: torch.Tensor) -> float:
+    J = J.double().cpu()
     if not torch.isfinite(J).all():
         raise Degenerate("the input Jacobian has NaN or infinite entries")
     Jc = J - J.mean(1, keepdim=True)

@@ -446,3 +446,16 @@ def test_a_registered_score_is_one_entry_and_gets_only_what_it_needs() -> None:
             scores.register_score("test_bad", ("hessian",))
     finally:
         scores.SCORES.pop("test_active_units", None)
+
+
+def test_published_definitions_under_a_small_memory_budget_give_the_same_scores() -> None:
+    """NASWOT's codes chunk like ours; the coupled scores need the whole batch and still get it."""
+    net, x = nb201_net(ARCHS[0]), batch()
+    names = ["activation_naswot", "jacobian_naswot", "ntk_cond_tenas"]
+    whole = score_all(net, x, metrics=names, ntk_batch=8)
+    chunked = score_all(net, x, metrics=names, ntk_batch=8, memory_budget=200_000)
+    assert chunked["activation_naswot"] == whole["activation_naswot"]
+    assert chunked["jacobian_naswot"] == pytest.approx(whole["jacobian_naswot"], rel=1e-9)
+    assert chunked["ntk_cond_tenas"] == pytest.approx(whole["ntk_cond_tenas"], rel=1e-9)
+    # NASWOT's hooks also catch the ReLUConvBN blocks: more codes, a larger log-determinant
+    assert whole["activation_naswot"] < score_all(net, x, metrics=["activation"])["activation"]
