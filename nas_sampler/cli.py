@@ -223,6 +223,9 @@ def _check_same_search(stored: dict[str, Any], cfg: SearchConfig, study_name: st
             d = d.get(k) if isinstance(d, dict) else None
         if a is None and path[0] == "search":  # a setting added since the study was made: it had the default
             a = d
+        if path == ("space",) and isinstance(a, dict) and isinstance(b, dict):
+            a, b = (dict(x) for x in (a, b))  # a study goes on in the Optuna encoding it was made with
+            a.pop("encoding", None), b.pop("encoding", None)
         if a != b:
             diffs.append(f"{'.'.join(path)}: stored {json.dumps(a)}, given {json.dumps(b)}")
     if diffs:

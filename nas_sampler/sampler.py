@@ -73,7 +73,7 @@ from nas_sampler.parent_cache import ParentCache, write_once
 from nas_sampler.schema import ChildRecord, SlotTag
 from nas_sampler.selection import ParentSelector, ParetoSelector
 from nas_sampler.slots import SlotLedger
-from nas_sampler.space import CellSpace, SearchSpace, recorded_space
+from nas_sampler.space import CellSpace, SearchSpace, recorded_space, same_but_encoding
 from nas_sampler.study_context import Generation, Seen, StudyContext
 
 _log = logging.getLogger(__name__)
@@ -241,10 +241,12 @@ class GeneticCellSampler(BaseGASampler):
             _log.info(
                 "study %r records seed %s; it is used instead of seed=%s", study.study_name, stored["seed"], self._seed
             )
+        found = recorded_space(study)
         if self._space is not None:
-            space, recorded = self._space, True
+            # a study made in another encoding of the same space goes on in its own (as space.suggest does)
+            space = found if found is not None and same_but_encoding(found, self._space) else self._space
+            recorded = True
         else:
-            found = recorded_space(study)
             space, recorded = (found, True) if found is not None else (CellSpace(), False)
         assert self._population_size is not None
         ledger = SlotLedger(self._population_size, self._offspring, self._slot_key())

@@ -67,7 +67,7 @@ class StudyContext:
         """The space's parameter names, built once per space (a running trial without them is asked
         for its genotype on every child the async mode breeds)."""
         if self._names_of is not self.space:
-            self._names, self._names_of = frozenset(self.space.distributions()), self.space
+            self._names, self._names_of = self.space.required_params(), self.space
         return self._names
 
     def genotype_of(self, t: FrozenTrial, trials: Sequence[FrozenTrial] = ()) -> str | None:

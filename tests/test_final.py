@@ -8,7 +8,6 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from optuna.distributions import CategoricalDistribution
 
 from nas_sampler.errors import ConfigError
 from nas_sampler.final import build_final_network, choose_trials, export_final
@@ -19,11 +18,13 @@ from nas_sampler.space import CellSpace, NB201Space, record_space
 def _study(space, values: list[tuple[float, float]], genotypes: list[str], storage: str | None = None) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name="final", directions=["minimize", "minimize"])
     record_space(study, space)
-    dists = {k: CategoricalDistribution(d.choices) for k, d in space.distributions().items()}
     for v, g in zip(values, genotypes, strict=True):
         study.add_trial(
             optuna.trial.create_trial(
-                params=space.to_params(space.parse(g)), distributions=dists, values=list(v), user_attrs={"genotype": g}
+                params=space.to_params(space.parse(g)),
+                distributions=space.distributions_of(space.parse(g)),
+                values=list(v),
+                user_attrs={"genotype": g},
             )
         )
     return study

@@ -6,7 +6,6 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
-from optuna.distributions import CategoricalDistribution
 from torch import nn
 
 from nas_sampler import tournament as tmod
@@ -116,7 +115,6 @@ def test_tournament_generations() -> None:
 def _study_with_candidates(storage: str | None, n: int, space: NB201Space) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name="t", directions=["minimize", "minimize"])
     rng = __import__("numpy").random.default_rng(0)
-    dists = {k: CategoricalDistribution(d.choices) for k, d in space.distributions().items()}
     seen: set[str] = set()
     while len(seen) < n:
         g = space.random(rng)
@@ -126,7 +124,7 @@ def _study_with_candidates(storage: str | None, n: int, space: NB201Space) -> op
         study.add_trial(
             optuna.trial.create_trial(
                 params=space.to_params(g),
-                distributions=dists,
+                distributions=space.distributions_of(g),
                 values=[float(rng.random()), float(rng.random())],
                 user_attrs={"genotype": str(g)},
             )

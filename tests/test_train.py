@@ -7,7 +7,6 @@ import json
 import optuna
 import pytest
 import torch
-from optuna.distributions import CategoricalDistribution
 from torchvision import transforms
 
 from nas_sampler.data import load_dataset
@@ -49,11 +48,13 @@ def test_training_an_export_records_accuracy_in_the_study(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path / 'nas.db'}"
     study = optuna.create_study(storage=storage, study_name="s", directions=["minimize", "minimize"])
     record_space(study, space)
-    dists = {k: CategoricalDistribution(d.choices) for k, d in space.distributions().items()}
     for g, v in ((GENOTYPE, [0.0, 1.0]), ("|sep_conv_3x3:8~0|", [1.0, 0.0])):
         study.add_trial(
             optuna.trial.create_trial(
-                params=space.to_params(space.parse(g)), distributions=dists, values=v, user_attrs={"genotype": g}
+                params=space.to_params(space.parse(g)),
+                distributions=space.distributions_of(space.parse(g)),
+                values=v,
+                user_attrs={"genotype": g},
             )
         )
     export_final(study, tmp_path / "final.json", n_cells=2, num_classes=10, in_channels=3, width=8)

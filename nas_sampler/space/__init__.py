@@ -18,6 +18,7 @@ from nas_sampler.space.base import (
     record_space,
     recorded_space,
     register_space,
+    same_but_encoding,
     space_from_definition,
 )
 from nas_sampler.space.cell import CellSpace
@@ -38,5 +39,6 @@ __all__ = [
     "record_space",
     "recorded_space",
     "register_space",
+    "same_but_encoding",
     "space_from_definition",
 ]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from torch import nn
 
 from nas_sampler import ops as _ops
@@ -146,20 +146,40 @@ class SearchSpace(ABC):
     # ---- the Optuna bridge ----------------------------------------------------------------
     @abstractmethod
     def distributions(self) -> dict[str, BaseDistribution]:
-        """Every parameter of a genotype, by stable readable name."""
+        """Every parameter any genotype can have, by stable readable name."""
+
+    def distributions_of(self, g: Genotype) -> dict[str, BaseDistribution]:
+        """The distributions of ``g``'s parameters (``to_params(g)``), e.g. for ``optuna.trial.create_trial``."""
+        dists = self.distributions()
+        return {name: dists[name] for name in self.to_params(g)}
+
+    def required_params(self) -> frozenset[str]:
+        """Names every genotype's parameters include (a trial without them has not been sampled yet)."""
+        return frozenset(self.distributions())
+
+    @classmethod
+    def from_definition(cls, definition: dict[str, Any]) -> SearchSpace:
+        """The space of a :meth:`definition` (without its ``kind``)."""
+        return cls(**definition)
 
     @abstractmethod
     def to_params(self, g: Genotype) -> dict[str, Any]: ...
 
     @abstractmethod
-    def _raw_from_params(self, params: dict[str, Any]) -> Genotype: ...
+    def _raw_from_params(self, params: dict[str, Any]) -> Genotype:
+        """The unrepaired genotype of ``params``; a missing parameter raises KeyError or GenotypeError."""
+
+    def suggest_raw(self, trial: optuna.trial.BaseTrial) -> Genotype:
+        """The unrepaired genotype, asked of ``trial`` parameter by parameter (every one here)."""
+        return self._raw_from_params({name: ask(trial, name, dist) for name, dist in self.distributions().items()})
 
     def from_params(self, params: dict[str, Any]) -> Genotype:
         """The genotype of a parameter dict (repaired, so always valid)."""
-        missing = [k for k in self.distributions() if k not in params]
-        if missing:
-            raise GenotypeError(f"parameters missing for {self!r}: {missing[:5]}")
-        return self.repair(self._raw_from_params(params))
+        try:
+            raw = self._raw_from_params(params)
+        except KeyError as e:
+            raise GenotypeError(f"parameter {e} of {self!r} is missing") from None
+        return self.repair(raw)
 
     def genotype_of(self, trial: optuna.trial.FrozenTrial) -> Genotype:
         """The genotype a trial evaluated: its ``genotype`` attribute, else its parameters."""
@@ -180,17 +200,11 @@ class SearchSpace(ABC):
         refuses. A repaired genotype notes the original on the trial (``repaired_from``).
         """
         study = getattr(trial, "study", None)
-        if study is not None:
-            record_space(study, self)
-        dists = self.distributions()
+        space = self if study is None else record_space(study, self)
         if isinstance(trial, optuna.Trial):
-            _store_sampled_params(trial, dists)
-        params = {}
-        for name, dist in dists.items():
-            assert isinstance(dist, CategoricalDistribution)
-            params[name] = trial.suggest_categorical(name, dist.choices)
-        raw = self._raw_from_params(params)
-        g = self.repair(raw)
+            _store_sampled_params(trial, space)
+        raw = space.suggest_raw(trial)
+        g = space.repair(raw)
         if g != raw and hasattr(trial, "set_user_attr"):
             trial.set_user_attr(REPAIRED_ATTR, str(raw))
         if hasattr(trial, "set_user_attr"):
@@ -240,7 +254,16 @@ def space_from_definition(definition: dict[str, Any]) -> SearchSpace:
     kind = d.pop("kind", None)
     if kind not in SPACES:
         raise ConfigError(f"unknown space kind {kind!r}; known: {', '.join(SPACES)}")
-    return SPACES[kind](**d)
+    return SPACES[kind].from_definition(d)
+
+
+def ask(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any:
+    """``trial``'s ``suggest_*`` call for ``dist`` (the kinds of distribution a space uses)."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    raise ConfigError(f"parameter {name!r}: a space's distributions are categorical or integer, not {dist!r}")
 
 
 def make_space(name: str, **kwargs: Any) -> SearchSpace:
@@ -256,15 +279,21 @@ def recorded_space(study: optuna.Study) -> SearchSpace | None:
     return None if d is None else space_from_definition(d)
 
 
-def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution]) -> None:
-    """Store the sampler's values of all of ``dists`` in one transaction where the storage allows
-    (:func:`nas_sampler.internals.store_params`); anything not chosen by the sampler (a retry, an enqueued
-    trial, another sampler's independent draws) takes Optuna's usual path."""
+def _store_sampled_params(trial: optuna.Trial, space: SearchSpace) -> None:
+    """Store the sampler's values of the space's parameters in one transaction where the storage
+    allows (:func:`nas_sampler.internals.store_params`); anything not chosen by the sampler (a retry,
+    an enqueued trial, another sampler's independent draws) takes Optuna's usual path."""
     cached = frozen_trial_of(trial)
     fixed = cached.system_attrs.get(schema.FIXED_PARAMS, {})
-    missing = [name for name in dists if name not in cached.params and name not in fixed]
-    if not missing:  # a retry or an enqueued trial: nothing for the sampler to choose, so not asked
-        return
+    given = {**fixed, **cached.params}
+    if space.required_params() <= given.keys():
+        try:
+            space.from_params(given)
+            return  # a retry or an enqueued trial: nothing for the sampler to choose, so not asked
+        except GenotypeError:
+            pass
+    dists = space.distributions()
+    missing = [name for name in dists if name not in given]
     chosen = trial.relative_params  # an error of the sampler's propagates, as from suggest_*
     search_space = trial.relative_search_space or {}
     todo = {name: dists[name] for name in missing if name in chosen and search_space.get(name) == dists[name]}
@@ -272,27 +301,43 @@ def _store_sampled_params(trial: optuna.Trial, dists: dict[str, BaseDistribution
         store_params(trial, {name: chosen[name] for name in todo}, todo)
 
 
-#: (study id, space definition) pairs already checked against each storage by this process: a
-#: study's space never changes once recorded, so each worker reads it once, not on every trial.
-_CHECKED: weakref.WeakKeyDictionary[Any, set[tuple[int, str]]] = weakref.WeakKeyDictionary()
+#: (study id, space definition) -> the space to use, for pairs already checked against each storage
+#: by this process: a study's space never changes once recorded, so each worker reads it once.
+_CHECKED: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], SearchSpace]] = weakref.WeakKeyDictionary()
 
 
-def record_space(study: optuna.Study, space: SearchSpace) -> None:
-    """Record ``space`` in ``study``; refuse if the study already records a different one."""
+def record_space(study: optuna.Study, space: SearchSpace) -> SearchSpace:
+    """Record ``space`` in ``study`` and return it; refuse if the study already records a different
+    one. A study recorded with the same space in another Optuna encoding returns the recorded space:
+    a study is extended in the encoding it was made with (the networks are the same)."""
     key = (study_id_of(study), json.dumps(space.definition(), sort_keys=True))
-    checked = _CHECKED.setdefault(storage_of(study), set())
+    checked = _CHECKED.setdefault(storage_of(study), {})
     if key in checked:
-        return
+        return checked[key]
     existing = study.user_attrs.get(SPACE_ATTR)
+    use = space
     if existing is None:
         study.set_user_attr(SPACE_ATTR, space.definition())
     elif existing != space.definition():
-        raise SpaceMismatchError(
-            f"study {study.study_name!r} was searched with space {json.dumps(existing, sort_keys=True)}, "
-            f"not {json.dumps(space.definition(), sort_keys=True)}; use the study's space "
-            "(nas_sampler.space.recorded_space(study)) or a new study name"
-        )
-    checked.add(key)
+        recorded = space_from_definition(existing)
+        if not same_but_encoding(recorded, space):
+            raise SpaceMismatchError(
+                f"study {study.study_name!r} was searched with space {json.dumps(existing, sort_keys=True)}, "
+                f"not {json.dumps(space.definition(), sort_keys=True)}; use the study's space "
+                "(nas_sampler.space.recorded_space(study)) or a new study name"
+            )
+        use = recorded
+    checked[key] = use
+    return use
+
+
+def same_but_encoding(a: SearchSpace, b: SearchSpace) -> bool:
+    """``a`` and ``b`` are the same space, perhaps in different Optuna encodings."""
+    return _without_encoding(a.definition()) == _without_encoding(b.definition())
+
+
+def _without_encoding(definition: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in definition.items() if k != "encoding"}
 
 
 def check_positive_int(name: str, value: Any) -> None:

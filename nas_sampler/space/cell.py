@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+import optuna
+from optuna.distributions import BaseDistribution
 from torch import nn
 
 from nas_sampler import ops as _ops
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Edge, Genotype
-from nas_sampler.space.base import Crossover, Mutation, SearchSpace, check_positive_int, choice, register_space
+from nas_sampler.space.base import Crossover, Mutation, SearchSpace, ask, check_positive_int, choice, register_space
+from nas_sampler.space.cell_encoding import ENCODINGS, read_params
 
 Genes = dict[tuple[int, int, str], int]  # (node, src, op) -> channels
 
@@ -198,7 +200,8 @@ class CellSpace(SearchSpace):
     concatenation of its entries, the cell output is the last node.
 
     The default channel choices {0, 4, 8, 16, 32, 64} are the original's: powers of two keep the
-    grid coarse enough for mutation to move across it in a few steps.
+    grid coarse enough for mutation to move across it in a few steps. ``encoding`` is how a genotype
+    becomes Optuna parameters (:mod:`nas_sampler.space.cell_encoding`); the networks do not depend on it.
     """
 
     kind = "cell"
@@ -213,9 +216,12 @@ class CellSpace(SearchSpace):
         channel_choices: tuple[int, ...] | list[int] = (0, 4, 8, 16, 32, 64),
         width: int = 16,
         cells_per_stage: int = 1,
+        encoding: str = "conditional",
     ):
         super().__init__(ops, width, cells_per_stage)
         check_positive_int("max_nodes", max_nodes)
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"encoding={encoding!r} is unknown: use one of {', '.join(map(repr, ENCODINGS))}")
         choices = tuple(channel_choices)
         if (
             not choices
@@ -230,6 +236,7 @@ class CellSpace(SearchSpace):
             )
         self.max_nodes = max_nodes
         self.channel_choices = choices
+        self.encoding = encoding
 
     @property
     def positive_channels(self) -> tuple[int, ...]:
@@ -243,38 +250,30 @@ class CellSpace(SearchSpace):
             "channel_choices": list(self.channel_choices),
             "width": self.width,
             "cells_per_stage": self.cells_per_stage,
+            "encoding": self.encoding,
         }
 
-    def param_name(self, node: int, src: int, op: str) -> str:
-        return f"node{node}_in{src}_{op}"
+    @classmethod
+    def from_definition(cls, definition: dict[str, Any]) -> CellSpace:
+        # studies made before the conditional encoding record no encoding: theirs is the flat one
+        return cls(**{"encoding": "flat", **definition})
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        dist = CategoricalDistribution(self.channel_choices)
-        return {
-            self.param_name(i, j, op): dist for i in range(1, self.max_nodes + 1) for j in range(i) for op in self.ops
-        }
+        return ENCODINGS[self.encoding].distributions(self)
+
+    def required_params(self) -> frozenset[str]:
+        if self.encoding == "flat":
+            return frozenset(self.distributions())
+        return frozenset({"nodes", "node1_entry1_op", "node1_entry1_src", "node1_entry1_channels"})
 
     def to_params(self, g: Genotype) -> dict[str, Any]:
-        self.validate(g)
-        params = dict.fromkeys(self.distributions(), 0)
-        for node, e in g.edges():
-            params[self.param_name(node, e.src, e.op)] = e.channels
-        return params
+        return ENCODINGS[self.encoding].to_params(self, self.validate(g))
 
     def _raw_from_params(self, params: dict[str, Any]) -> Genotype:
-        nodes = []
-        for i in range(1, self.max_nodes + 1):
-            nodes.append(
-                [
-                    Edge(op, j, int(params[self.param_name(i, j, op)]))
-                    for j in range(i)
-                    for op in self.ops
-                    if int(params[self.param_name(i, j, op)]) != 0
-                ]
-            )
-        while nodes and not nodes[-1]:  # trailing empty nodes encode a shallower cell, not a defect
-            nodes.pop()
-        return Genotype(nodes)
+        return read_params(self, params)
+
+    def suggest_raw(self, trial: optuna.trial.BaseTrial) -> Genotype:
+        return ENCODINGS[self.encoding].walk(self, lambda name, dist: ask(trial, name, dist))
 
     def problems(self, g: Genotype) -> list[str]:
         found = []
