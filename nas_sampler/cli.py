@@ -62,7 +62,14 @@ class UsageError(NASError):
 _FLAGS = {
     "search": {"population_size": "--population", "offspring_per_generation": "--offspring", "seed": "--seed"},
     "export": {"n_cells": "--cells", "seed": "--seed", "finalists": "--finalists"},
-    "train": {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "subset": "--subset", "seed": "--seed"},
+    "train": {
+        "epochs": "--epochs",
+        "batch_size": "--batch-size",
+        "lr": "--lr",
+        "subset": "--subset",
+        "test_subset": "--test-subset",
+        "seed": "--seed",
+    },
 }
 
 
@@ -290,9 +297,6 @@ def _artifact_store(artifact_dir: Path) -> optuna.artifacts.FileSystemArtifactSt
 def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
     objective, sampler = build_search(cfg)  # data errors first, before anything is written
     storage = open_storage(cfg.study.storage, cfg)
-    objective.artifact_store = _artifact_store(
-        Path(cfg.storage.artifact_dir or default_artifact_dir(cfg.study.storage))
-    )
     if create:
         study = optuna.create_study(
             storage=storage,
@@ -310,10 +314,12 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
             f"{len(objective.directions)} ({', '.join(objective.metric_names)}); use a new --study name"
         )
     stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is not None:
+        _check_same_search(stored, cfg, cfg.study.name)
+    objective.artifact_store = _artifact_store(_study_artifact_dir(study, cfg))
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, cfg.to_dict())
     else:
-        _check_same_search(stored, cfg, cfg.study.name)
         _extend_budget(study, stored, cfg)
 
     target = cfg.n_trials
@@ -339,6 +345,44 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _study_artifact_dir(study: optuna.Study, cfg: SearchConfig) -> Path:
+    """The study's picture folder: the one it records (so every worker, wherever it starts, and the
+    dashboard use the same), else the given or default one, made absolute and recorded."""
+    recorded = study.user_attrs.get(schema.ARTIFACTS)
+    given = cfg.storage.artifact_dir
+    if recorded is not None:
+        if given is not None and Path(given).resolve() != Path(recorded):
+            raise ConfigError(
+                f"--artifact-dir {given}: study {study.study_name!r} keeps its cell pictures in {recorded}; "
+                "leave --artifact-dir out (every worker uses the study's folder) or give that folder"
+            )
+        return Path(recorded)
+    folder = Path(given or default_artifact_dir(cfg.study.storage)).resolve()
+    study.set_user_attr(schema.ARTIFACTS, str(folder))
+    return folder
+
+
+def dashboard_artifact_dir(storage: optuna.storages.BaseStorage, given: str | None, url: str) -> Path:
+    """The folder the dashboard serves pictures from: ``given``, else the one the storage's studies
+    record (the most recent study's when they differ, with a warning), else the default."""
+    if given:
+        return Path(given)
+    recorded = [
+        s.user_attrs[schema.ARTIFACTS]
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if schema.ARTIFACTS in s.user_attrs
+    ]
+    if not recorded:
+        return default_artifact_dir(url)
+    if len(set(recorded)) > 1:
+        print(
+            f"nas-sampler: warning: the studies keep pictures in {len(set(recorded))} folders; serving "
+            f"{recorded[-1]} (the newest study's); pass --artifact-dir for another",
+            file=sys.stderr,
+        )
+    return Path(recorded[-1])
 
 
 def _extend_budget(study: optuna.Study, stored: dict[str, Any], cfg: SearchConfig) -> None:
@@ -392,6 +436,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise NASError(f"study {args.study!r} was not created by 'nas-sampler search'; no settings to join it with")
     raw = json.loads(json.dumps(stored))
     raw["study"]["storage"] = args.storage
+    raw.setdefault("storage", {})["artifact_dir"] = None  # the study's recorded folder, wherever this starts
     if args.device is not None:
         raw["search"]["device"] = args.device
     cfg = config_from_dict(raw, source=f"study {args.study!r}")
@@ -451,7 +496,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
     storage = open_storage(args.storage, must_exist=True)  # fail early, with our message, on a bad URL
-    artifact_dir = Path(args.artifact_dir) if args.artifact_dir else default_artifact_dir(args.storage)
+    artifact_dir = dashboard_artifact_dir(storage, args.artifact_dir, args.storage)
     print(f"optuna-dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         store = _artifact_store(artifact_dir)
@@ -512,6 +557,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         subset=args.subset,
+        test_subset=args.test_subset,
         device=args.device,
         seed=args.seed,
         out_dir=args.out_dir,
@@ -609,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     t.add_argument("--lr", type=float, default=0.05, help="initial learning rate, cosine schedule (default 0.05)")
     t.add_argument("--subset", type=int, help="train on a seeded random subset of this many images")
+    t.add_argument("--test-subset", type=int, help="test on a seeded random subset of this many images (default all)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     t.add_argument("--out-dir", help="where weights.pt and metrics.json go (default beside the JSON)")

@@ -45,6 +45,7 @@ from typing import Any
 SPACE = "nas_sampler:space"
 DATA = "nas_sampler:data"
 CONFIG = "nas_sampler:config"
+ARTIFACTS = "nas_sampler:artifacts"  # the absolute folder of the study's cell pictures (CLI searches)
 TOURNAMENT_PREFIX = "nas_sampler:tournament:"
 TRAINED = "trained_accuracy"
 FINAL_TRAINING = "nas_sampler:final_training"

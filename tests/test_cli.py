@@ -15,6 +15,7 @@ import pytest
 
 from nas_sampler import cli
 from nas_sampler.cli import main
+from nas_sampler.errors import ConfigError
 from nas_sampler.internals import storage_of, study_id_of
 
 SMALL = ["--preset", "smoke", "--population", "4", "--batch-size", "8"]
@@ -186,3 +187,43 @@ def test_a_larger_budget_is_recorded_so_every_worker_follows_it(tmp_path, capsys
         states=(optuna.trial.TrialState.COMPLETE,)
     )
     assert len(done) == 12
+
+
+def test_every_worker_and_the_dashboard_use_the_folder_of_pictures_the_study_records(
+    tmp_path, monkeypatch, postgres_server
+) -> None:
+    """On PostgreSQL there is no database file to put pictures beside: the first search records its
+    folder (absolute) in the study; a worker started in another folder adds its pictures there, and
+    the dashboard, started in a third, serves them from there."""
+    name = f"pictures_{tmp_path.name}"
+    first, other, third = (tmp_path / d for d in ("first", "other", "third"))
+    for d in (first, other, third):
+        d.mkdir()
+    monkeypatch.chdir(first)
+    assert main(["search", *SMALL, "--storage", postgres_server, "--study", name, "--trials", "4"]) == 0
+    study = optuna.load_study(study_name=name, storage=postgres_server)
+    folder = Path(study.user_attrs["nas_sampler:artifacts"])
+    assert folder == first / "nas-artifacts" and len(list(folder.iterdir())) >= 4
+
+    monkeypatch.setattr(cli, "run_trials", lambda *a, **k: None)
+    main(["search", *SMALL, "--storage", postgres_server, "--study", name, "--trials", "8"])  # records 8
+    monkeypatch.undo()
+    monkeypatch.chdir(other)
+    assert main(["worker", "--storage", postgres_server, "--study", name]) == 0
+    assert not (other / "nas-artifacts").exists()
+    assert len(list(folder.iterdir())) >= 8  # the worker's pictures are beside the first ones
+
+    monkeypatch.chdir(third)
+    storage = optuna.storages.RDBStorage(postgres_server)
+    assert cli.dashboard_artifact_dir(storage, None, postgres_server) == folder
+    # a search that names another folder for the same study is refused, nothing written
+    with pytest.raises(ConfigError, match="keeps its cell pictures in"):
+        cli.run_search(
+            cli.config_from_dict(
+                {**study.user_attrs["nas_sampler:config"], "storage": {"artifact_dir": str(third / "elsewhere")}},
+                source="test",
+            ),
+            "resume",
+            create=False,
+        )
+    assert not (third / "elsewhere").exists()

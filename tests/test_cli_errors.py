@@ -70,6 +70,7 @@ CASES = [
     (["export", "--storage", DB, "--study", "smoke", "--cells", "0"], 2, ["--cells 0 is invalid"]),
     (["search", *SMOKE, "--storage", DB, "--study", "new", "--population", "1"], 2, ["--population 1 is invalid"]),
     (["train", "final.json", "--epochs", "0"], 2, ["--epochs 0 is invalid"]),
+    (["train", "final.json", "--epochs", "1", "--test-subset", "0"], 2, ["--test-subset 0 is invalid"]),
 ]
 
 
@@ -90,3 +91,14 @@ def test_bad_input_is_one_line_with_its_exit_code_and_changes_nothing(
     for w in words:
         assert w in errors[0], (w, errors[0])
     assert _files(work) == before  # nothing created, nothing written
+
+
+def test_train_tests_on_a_subset_of_the_test_set_when_asked(searched: Path, tmp_path: Path, monkeypatch) -> None:
+    """``--subset`` shrinks the training set, ``--test-subset`` the test set (which once stayed whole)."""
+    work = tmp_path / "work"
+    shutil.copytree(searched, work)
+    monkeypatch.chdir(work)
+    argv = ["train", "final.json", "--epochs", "1", "--batch-size", "16", "--subset", "32", "--test-subset", "24"]
+    assert main([*argv, "--out-dir", "out"]) == 0
+    metrics = json.loads((work / "out" / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["test_images"]) == (32, 24)

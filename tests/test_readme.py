@@ -33,6 +33,51 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
     assert "readme_block 1" in ci and "readme_block 2" in ci
 
 
+def test_calls_shown_in_the_readme_use_real_parameters_and_their_real_defaults() -> None:
+    """Every ``Name(key=value)`` the README shows for a class of the package names a real parameter;
+    in a call shown as the signature (three or more keywords) a literal value is that parameter's
+    default (a README once showed a default that was not)."""
+    import inspect
+
+    import nas_sampler
+
+    checked = 0
+    for text in re.findall(r"`([A-Z]\w+\((?:[^`()]|\([^`()]*\))*\))`", README):
+        for call in ast.walk(ast.parse(" ".join(text.split()), mode="eval")):
+            obj = getattr(nas_sampler, getattr(getattr(call, "func", None), "id", ""), None)
+            if not isinstance(call, ast.Call) or obj is None:
+                continue
+            params = inspect.signature(obj).parameters
+            for kw in call.keywords:
+                assert kw.arg in params, f"README: {text}: {obj.__name__} has no parameter {kw.arg!r}"
+                if len(call.keywords) < 3 or not _is_literal(kw.value) or ast.literal_eval(kw.value) is Ellipsis:
+                    continue
+                shown, default = ast.literal_eval(kw.value), params[kw.arg].default
+                norm = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
+                assert norm(shown) == norm(default), f"README: {text}: {kw.arg} defaults to {default!r}, not {shown!r}"
+            checked += 1
+    assert checked >= 4
+
+
+def _is_literal(node: ast.AST) -> bool:
+    try:
+        ast.literal_eval(node)
+    except ValueError:
+        return False
+    return True
+
+
+def test_every_python_block_of_the_readme_runs(tmp_path) -> None:
+    """Each block as a script in a fresh process (the quickstart is examples/quickstart.py, which
+    test_examples runs)."""
+    examples = {_ast(f.read_text()) for f in (REPO / "examples").glob("*.py")}
+    blocks = [b for b in _blocks("python") if _ast(b) not in examples]
+    assert blocks and len(_blocks("python")) > len(blocks)
+    for code in blocks:
+        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, f"README block failed:\n{code}\n{run.stderr[-2000:]}"
+
+
 def test_quickstart_block_is_the_quickstart_example() -> None:
     quickstart = next(b for b in _blocks("python") if "GeneticCellSampler" in b)
     assert _ast(quickstart) == _ast((REPO / "examples" / "quickstart.py").read_text())

@@ -225,3 +225,27 @@ def test_a_trial_whose_parameters_are_all_given_does_not_ask_the_sampler(tmp_pat
     study.optimize(lambda t: float(len(str(space.suggest(t)))), n_trials=2)
     assert study.trials[0].params == given
     assert asked == [1]
+
+
+def test_optunas_finished_trial_line_shows_the_genotype_not_its_parameters() -> None:
+    import logging
+
+    space = CellSpace()
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("optuna").addHandler(handler)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        study = optuna.create_study()
+        study.optimize(lambda t: float(len(str(space.suggest(t)))), n_trials=2)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # not a space: left alone
+    finally:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        logging.getLogger("optuna").removeHandler(handler)
+    lines = [line for line in seen if "finished with value" in line]
+    assert len(lines) == 3
+    for t, line in zip(study.trials[:2], lines, strict=False):
+        assert line.startswith(f"Trial {t.number} finished with value: ")
+        assert f"and genotype: {t.user_attrs['genotype']}." in line and "node1_entry1_op" not in line
+    assert "and parameters: {'x': " in lines[2]

@@ -24,7 +24,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from torch import nn
 
 from nas_sampler import ops as _ops
-from nas_sampler import schema
+from nas_sampler import schema, trial_log
 from nas_sampler.errors import ConfigError, GenotypeError, SpaceMismatchError
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import frozen_trial_of, storage_of, store_params, study_id_of
@@ -209,6 +209,7 @@ class SearchSpace(ABC):
             trial.set_user_attr(REPAIRED_ATTR, str(raw))
         if hasattr(trial, "set_user_attr"):
             trial.set_user_attr(GENOTYPE_ATTR, str(g))
+        trial_log.remember(trial.params, str(g))
         return g
 
     # ---- networks -------------------------------------------------------------------------
@@ -303,6 +304,8 @@ def _store_sampled_params(trial: optuna.Trial, space: SearchSpace) -> None:
 
 #: (study id, space definition) -> the space to use, for pairs already checked against each storage
 #: by this process: a study's space never changes once recorded, so each worker reads it once.
+trial_log.install()
+
 _CHECKED: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], SearchSpace]] = weakref.WeakKeyDictionary()
 
 
