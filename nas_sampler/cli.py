@@ -73,8 +73,22 @@ _FLAGS = {
 }
 
 
+# advice in the library's words, as a command-line user follows it
+_ADVICE = {
+    "export": {
+        "use rule='rank_sum' or search with GeneticCellSampler(tournament=DartsTournament(...))": (
+            "use --rule rank_sum, or search with a preset whose [tournament] has every > 0"
+        ),
+    },
+    "train": {"or pass weights=False": "or export the network again (nas-sampler export)"},
+}
+
+
 def _as_flags(command: str, message: str) -> str:
-    """``population_size=1 is invalid: ...`` -> ``--population 1 is invalid: ...`` for ``command``'s flags."""
+    """``population_size=1 is invalid: ...`` -> ``--population 1 is invalid: ...`` for ``command``'s flags,
+    and the library's advice as the command line's."""
+    for library, cli_words in _ADVICE.get(command, {}).items():
+        message = message.replace(library, cli_words)
     m = re.match(r"(\w+)=(\S+) is invalid", message)
     flag = _FLAGS.get(command, {}).get(m.group(1)) if m else None
     return message if m is None or flag is None else f"{flag} {m.group(2)} is invalid{message[m.end() :]}"

@@ -48,6 +48,7 @@ def _inputs(root: Path) -> None:
     record = json.loads((root / "final.json").read_text())
     (root / "nospace.json").write_text(json.dumps({k: v for k, v in record.items() if k != "space"}))
     (root / "badgenotype.json").write_text(json.dumps({**record, "genotypes": ["|warp_drive:8~0|"]}))
+    (root / "noweights.json").write_text(json.dumps({**record, "weights": "gone.pt"}))
 
 
 DB = "sqlite:///nas.db"
@@ -71,6 +72,9 @@ CASES = [
     (["search", *SMOKE, "--storage", DB, "--study", "new", "--population", "1"], 2, ["--population 1 is invalid"]),
     (["train", "final.json", "--epochs", "0"], 2, ["--epochs 0 is invalid"]),
     (["train", "final.json", "--epochs", "1", "--test-subset", "0"], 2, ["--test-subset 0 is invalid"]),
+    # advice in the command line's words, not the library's (rule='rank_sum', weights=False)
+    (["export", "--storage", DB, "--study", "smoke", "--rule", "tournament"], 2, ["--rule rank_sum", "[tournament]"]),
+    (["train", "noweights.json", "--epochs", "1"], 2, ["gone.pt", "nas-sampler export"]),
 ]
 
 
