@@ -197,7 +197,7 @@ def main() -> None:
         "--space",
         default="cell",
         choices=["cell", "nb201"],
-        help="cell (80 parameters per trial, default) or nb201 (6): Optuna stores each parameter in its own commit",
+        help="cell (default; its conditional encoding: about 15 parameters a trial) or nb201 (6)",
     )
     args = p.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
