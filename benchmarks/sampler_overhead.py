@@ -1,12 +1,12 @@
 """Per-trial cost of GeneticCellSampler next to Optuna's NSGAIISampler and RandomSampler.
 
 A 3-objective in-memory study whose objective suggests a CellSpace genotype (its conditional
-encoding: a dozen or more parameters a trial; the flat one had 80) and returns cheap synthetic scores, so the time per trial is Optuna + sampler +
-``space.suggest`` (the last costs the same for every sampler). The three studies advance in
-chunks of 100 trials in turn, so a change in machine load hits all three alike. Prints ms per
-trial for the first and the last 100 trials and the ratio to RandomSampler; then the time for a
-fresh process to resume a study of that size in SQLite and finish one trial. The last line is one
-JSON object.
+encoding: a dozen or more parameters a trial; the flat one had 80) and returns cheap synthetic
+scores, so the time per trial is Optuna + sampler + ``space.suggest`` (the last costs the same for
+every sampler). The three studies advance in chunks of 100 trials in turn, so a change in machine
+load hits all three alike. Prints ms per trial for the first and the last 100 trials and the ratio
+to RandomSampler; then the time for a fresh process to resume a study of that size in SQLite and
+finish one trial. The last line is one JSON object.
 
     .venv/bin/python benchmarks/sampler_overhead.py --trials 3000
 """

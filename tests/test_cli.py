@@ -16,7 +16,7 @@ import pytest
 from nas_sampler import cli
 from nas_sampler.cli import main
 from nas_sampler.errors import ConfigError
-from nas_sampler.internals import storage_of, study_id_of
+from nas_sampler.internals import storage_of, study_id_of, trial_id_of
 
 SMALL = ["--preset", "smoke", "--population", "4", "--batch-size", "8"]
 
@@ -227,3 +227,28 @@ def test_every_worker_and_the_dashboard_use_the_folder_of_pictures_the_study_rec
             create=False,
         )
     assert not (third / "elsewhere").exists()
+
+
+def test_ctrl_c_in_the_final_wait_is_a_stop_not_done(tmp_path, monkeypatch) -> None:
+    """With no slots left a worker waits for other workers' trials; Ctrl-C there exits 130 with the
+    resume line (it once printed "done" and exited 0 with a trial unfinished)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *SMALL, "--trials", "4"]) == 0  # generation 0 (population 4) complete
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'nas.db'}", heartbeat_interval=30)
+    other = optuna.load_study(study_name="smoke", storage=storage).ask()  # another worker's trial, alive
+    storage.record_heartbeat(trial_id_of(other))
+    proc = subprocess.Popen(  # one slot left: it runs it, then waits for the other worker's trial
+        [sys.executable, "-m", "nas_sampler.cli", "search", *SMALL, "--trials", "6"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    err = []
+    for line in proc.stderr:  # event-driven: wait for the line that says it is waiting, however long that takes
+        err.append(line)
+        if "no slots left; waiting for trials" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest_out, rest_err = proc.communicate(timeout=300)
+    err = "".join(err) + rest_err
+    assert proc.returncode == 130, err
+    assert "stopped after" in err and "Resume with" in err and "done:" not in err
