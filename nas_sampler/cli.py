@@ -554,8 +554,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         study, args.out, n_cells=args.cells, rule=args.rule, trials=trials, seed=args.seed, rescore=rescore
     )
     print(
-        f"wrote {args.out} ({len(record['genotypes'])} cells from trials {record['trials']}); train it with:\n"
-        f"  nas-sampler train {shlex.quote(str(args.out))} --epochs 10"
+        f"wrote {record['path']} ({len(record['genotypes'])} cells from trials {record['trials']}) and "
+        f"{record['program']} (loads with torch.export.load, no nas-sampler needed); train it with:\n"
+        f"  nas-sampler train {shlex.quote(str(record['path']))} --epochs 10"
     )
     return 0
 
@@ -579,7 +580,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(
         f"test accuracy {100 * result.test_accuracy:.2f} % after {args.epochs} epochs ({result.seconds:.0f} s on "
-        f"{result.device}, {result.parameters:,} parameters); metrics: {result.metrics_path}"
+        f"{result.device}, {result.parameters:,} parameters); metrics: {result.metrics_path}; the trained "
+        f"network for plain PyTorch: {result.program_path}"
     )
     return 0
 

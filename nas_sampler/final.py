@@ -31,6 +31,7 @@ from nas_sampler.errors import ConfigError, DataError, GenotypeError
 from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
+from nas_sampler.portable import save_program
 from nas_sampler.selection import constraint_violations
 from nas_sampler.space import SearchSpace, recorded_space, space_from_definition
 
@@ -158,8 +159,8 @@ def _rescored_order(
     return [finalists[i] for i in sorted(range(len(finalists)), key=lambda i: (total[i], i))]
 
 
-def _data_shape(study: optuna.Study) -> tuple[int | None, int | None]:
-    """(classes, channels) of the data the study was scored on, when it can be opened here."""
+def _data_shape(study: optuna.Study) -> tuple[int | None, tuple[int, ...] | None]:
+    """(classes, image shape C x H x W) of the data the study was scored on, when it can be opened here."""
     from nas_sampler import data as _data
 
     spec = _data.recorded_data_spec(study)
@@ -167,7 +168,7 @@ def _data_shape(study: optuna.Study) -> tuple[int | None, int | None]:
         return None, None
     try:
         ds = _data.load_dataset(spec["data"], train=bool(spec.get("train", True)))
-        return _data.num_classes(ds), int(ds[0][0].shape[0])
+        return _data.num_classes(ds), tuple(int(d) for d in ds[0][0].shape)
     except (DataError, OSError):
         return None, None
 
@@ -193,6 +194,7 @@ def export_final(
     storage: str | None = None,
     rescore: Sequence[Rescorer] = (),
     finalists: int = 10,
+    image_size: tuple[int, int] | None = None,
     **network_options: Any,
 ) -> dict[str, Any]:
     """Choose cells from a finished ``study``, build the final network and write ``path`` (JSON) and
@@ -204,6 +206,10 @@ def export_final(
     default to the data the study was scored on (when it can be opened here). ``network_options``:
     passed to ``space.final_network`` (CellSpace: ``width``, ``reductions``, ``dropout``). ``seed``
     seeds the initial weights. ``rescore``, ``finalists``: see :func:`choose_trials`.
+
+    Beside them it writes the network as a ``torch.export`` program (``.pt2``, any batch size, images of
+    ``image_size``: default the data's, else 32 x 32) that plain PyTorch loads
+    (:mod:`nas_sampler.portable`); ``nas-sampler train`` writes one with the trained weights.
     """
     study = _load_study(study, storage)
     space = recorded_space(study)
@@ -232,10 +238,10 @@ def export_final(
         chosen = choose_trials(study, n_cells, rule, space, rescore=rescore, finalists=finalists)
         rule_used = rule if not rescore else f"{rule}, {len(rescore)} re-scorings of {finalists} finalists"
     genotypes = [str(space.genotype_of(t)) for t in chosen]
+    k, shape = _data_shape(study) if num_classes is None or in_channels is None or image_size is None else (None, None)
     if num_classes is None or in_channels is None:
-        k, c = _data_shape(study)
         num_classes = num_classes if num_classes is not None else k
-        in_channels = in_channels if in_channels is not None else c
+        in_channels = in_channels if in_channels is not None else (shape[0] if shape else None)
         if num_classes is None or in_channels is None:
             raise ConfigError(
                 f"cannot open the data study {study.study_name!r} was scored on to learn its classes and channels; "
@@ -268,6 +274,11 @@ def export_final(
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     record["torch_version"] = torch.__version__
     torch.save(net.state_dict(), weights)
+    hw = tuple(image_size) if image_size is not None else (tuple(shape[1:]) if shape else (32, 32))
+    record["input_shape"] = [int(in_channels), *(int(d) for d in hw)]
+    program = json_path.with_suffix(".pt2")
+    save_program(net, program, tuple(record["input_shape"]), genotypes=genotypes, space=record["space"])
+    record["program"] = program.name
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     record["path"] = str(json_path)
     return record

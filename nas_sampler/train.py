@@ -35,6 +35,7 @@ from nas_sampler import schema
 from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.phenotype import count_parameters
+from nas_sampler.portable import save_program
 from nas_sampler.tournament import _check_int, _check_positive_float
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class TrainResult:
     device: str = "cpu"
     weights_path: str | None = None
     metrics_path: str | None = None
+    program_path: str | None = None  # the trained network as a torch.export program (nas_sampler.portable)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -324,6 +326,12 @@ def train(
 
     weights_path = out / "weights.pt"
     torch.save({k_: v.detach().cpu() for k_, v in net.state_dict().items()}, weights_path)
+    program_path = save_program(
+        net,
+        out / "model.pt2",
+        tuple(int(d) for d in test_ds[0][0].shape),
+        test_accuracy=test_acc,  # type: ignore[index]
+    )
     result = TrainResult(
         test_accuracy=test_acc,
         test_loss=test_loss,
@@ -333,6 +341,7 @@ def train(
         device=str(dev),
         weights_path=str(weights_path),
         metrics_path=str(out / "metrics.json"),
+        program_path=str(program_path),
     )
     metrics = {
         **result.to_dict(),
