@@ -35,10 +35,3 @@ def save_program(net: nn.Module, path: str | os.PathLike, input_shape: tuple[int
     out = Path(path)
     torch.export.save(program, out, extra_files={META: json.dumps(info)})
     return out
-
-
-def load_program(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """The module and its metadata, as any PyTorch user would load them (``torch.export.load``)."""
-    extra = {META: ""}
-    module = torch.export.load(Path(path), extra_files=extra).module()
-    return module, json.loads(extra[META] or "{}")

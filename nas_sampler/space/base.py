@@ -33,6 +33,8 @@ SPACE_ATTR = schema.SPACE
 GENOTYPE_ATTR = schema.GENOTYPE
 REPAIRED_ATTR = schema.REPAIRED
 
+trial_log.install()  # Optuna's finished-trial line shows the genotype of every trial a space suggests
+
 
 Mutation = Callable[[Any, Genotype, np.random.Generator, np.ndarray], tuple[Genotype, "str | None"]]
 """``(space, genotype, rng, op_probs) -> (child, operation chosen or None)``; the child is repaired
@@ -304,8 +306,6 @@ def _store_sampled_params(trial: optuna.Trial, space: SearchSpace) -> None:
 
 #: (study id, space definition) -> the space to use, for pairs already checked against each storage
 #: by this process: a study's space never changes once recorded, so each worker reads it once.
-trial_log.install()
-
 _CHECKED: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], SearchSpace]] = weakref.WeakKeyDictionary()
 
 
