@@ -237,6 +237,7 @@ class CellSpace(SearchSpace):
         self.max_nodes = max_nodes
         self.channel_choices = choices
         self.encoding = encoding
+        self._distributions: dict[str, BaseDistribution] | None = None
 
     @property
     def positive_channels(self) -> tuple[int, ...]:
@@ -259,7 +260,10 @@ class CellSpace(SearchSpace):
         return cls(**{"encoding": "flat", **definition})
 
     def distributions(self) -> dict[str, BaseDistribution]:
-        return ENCODINGS[self.encoding].distributions(self)
+        # built once: a space never changes, and every suggest, read and store walks this table
+        if self._distributions is None:
+            self._distributions = ENCODINGS[self.encoding].distributions(self)
+        return self._distributions
 
     def required_params(self) -> frozenset[str]:
         if self.encoding == "flat":

@@ -54,7 +54,7 @@ def _flat_distributions(space: CellSpace) -> dict[str, BaseDistribution]:
 
 
 def _flat_walk(space: CellSpace, ask: Ask) -> Genotype:
-    dists = _flat_distributions(space)
+    dists = space.distributions()
     nodes = [
         [
             Edge(op, j, ch)
@@ -70,7 +70,7 @@ def _flat_walk(space: CellSpace, ask: Ask) -> Genotype:
 
 
 def _flat_to_params(space: CellSpace, g: Genotype) -> dict[str, Any]:
-    params: dict[str, Any] = dict.fromkeys(_flat_distributions(space), 0)
+    params: dict[str, Any] = dict.fromkeys(space.distributions(), 0)
     for node, e in g.edges():
         params[_flat_name(node, e.src, e.op)] = e.channels
     return params
@@ -101,7 +101,7 @@ def _conditional_distributions(space: CellSpace) -> dict[str, BaseDistribution]:
 
 
 def _conditional_walk(space: CellSpace, ask: Ask) -> Genotype:
-    dists = _conditional_distributions(space)
+    dists = space.distributions()
     nodes = []
     for i in range(1, int(ask("nodes", dists["nodes"])) + 1):
         entries = []
