@@ -225,7 +225,8 @@ class _Plan:
 
     def child(
         self, parents: Sequence[Genotype], rng: np.random.Generator
-    ) -> tuple[Genotype, list[str], list[str], str | None]:
+    ) -> tuple[Genotype, list[str], list[str], str | None, tuple[int, ...]]:
+        """A child, its mutations, operations, crossover kind and the positions of the parents it came from."""
         i = _binary_tournament(rng, len(parents))
         j = _binary_tournament(rng, len(parents))
         if len(parents) > 1:
@@ -240,7 +241,7 @@ class _Plan:
         ops: list[str] = []
         if rng.random() < self.config.mutation_prob or child == a or child == b:
             child = self.mutate_once(child, rng, mutations, ops)
-        return child, mutations, ops, xkind
+        return child, mutations, ops, xkind, ((i, j) if xkind is not None else (i,))
 
 
 def make_child(
@@ -256,8 +257,8 @@ def make_child(
         raise ValueError("make_child needs at least one parent")
     for p in parents:
         space.validate(p)
-    child, mutations, ops, xkind = _Plan(space, state, config).child(parents, rng)
-    return child, ChildRecord(xkind, tuple(mutations), tuple(ops))
+    child, mutations, ops, xkind, used = _Plan(space, state, config).child(parents, rng)
+    return child, ChildRecord(xkind, tuple(mutations), tuple(ops), parents=used)
 
 
 def make_unique_child(
@@ -279,12 +280,12 @@ def make_unique_child(
     if not parents:
         return random_unseen(space, rng, seen), ChildRecord()
     plan = _Plan(space, state, config)
-    child, mutations, ops, xkind = plan.child(parents, rng)
+    child, mutations, ops, xkind, used = plan.child(parents, rng)
     for attempt in range(config.max_retries + 1):
         if str(child) not in seen:
-            return child, ChildRecord(xkind, tuple(mutations), tuple(ops))
+            return child, ChildRecord(xkind, tuple(mutations), tuple(ops), parents=used)
         if attempt % 5 == 4:
-            child, mutations, ops, xkind = plan.child(parents, rng)
+            child, mutations, ops, xkind, used = plan.child(parents, rng)
         else:
             child = plan.mutate_once(child, rng, mutations, ops)
     return random_unseen(space, rng, seen), ChildRecord(fallback=True)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -444,11 +445,12 @@ class GeneticCellSampler(BaseGASampler):
             if g in ctx.gens:
                 return ctx.gens[g]
             ctx.ledger.add_trials(trials)
-            parents = []
+            parents, parent_trials = [], []
             for n in parent_numbers:
                 text = ctx.genotype_of(trials[n])
                 if text is not None:
                     parents.append(Genotype.parse(text))
+                    parent_trials.append(n)
             local: set[str] = set()
             for n in ctx.ledger.members_of(g):
                 t = trials[n] if n < len(trials) else None
@@ -463,6 +465,7 @@ class GeneticCellSampler(BaseGASampler):
                 if fixed is not None and ctx.ledger.holders.get(ctx.ledger[n]) == n:
                     local.add(str(fixed))
             gen = Generation(parents, parent_numbers, state, Seen(ctx.known_before(trials, g), local))
+            gen.parent_trials = parent_trials
             ctx.gens[g] = gen
             for old in [k for k in ctx.gens if k < g - 1]:  # keep memory flat on long searches
                 del ctx.gens[old]
@@ -491,11 +494,12 @@ class GeneticCellSampler(BaseGASampler):
                 )
                 ctx.pool = [t.number for t in chosen]
                 ctx.pooled.update(t.number for t in new)
-            parents = [Genotype.parse(text) for n in ctx.pool if (text := ctx.genotype_of(trials[n]))]
+            found = [(n, Genotype.parse(text)) for n in ctx.pool if (text := ctx.genotype_of(trials[n]))]
         rng = np.random.default_rng([ctx.seed, g, s])
-        if not parents:
+        if not found:
             return random_unseen(ctx.space, rng, seen), ChildRecord()
-        return make_unique_child(ctx.space, parents, rng, seen, AdaptiveState(), self._config)
+        child, record = make_unique_child(ctx.space, [p for _, p in found], rng, seen, AdaptiveState(), self._config)
+        return child, replace(record, parents=tuple(found[i][0] for i in record.parents))
 
     def _child(self, study: Study, ctx: StudyContext, g: int, s: int, current: int) -> tuple[Genotype, ChildRecord]:
         gen = self._generation(study, ctx, g, current)
@@ -510,6 +514,7 @@ class GeneticCellSampler(BaseGASampler):
                     child, record = random_unseen(ctx.space, rng, gen.seen), ChildRecord()
                 else:
                     child, record = make_unique_child(ctx.space, gen.parents, rng, gen.seen, gen.state, self._config)
+                    record = gen.bred(record)
                 if record.fallback:
                     _log.info(
                         "generation %d slot %d: %d children in a row were known genotypes; took a random unseen one",

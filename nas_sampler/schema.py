@@ -30,7 +30,8 @@ Trial system attributes:
 * ``<sampler>:generation``: the generation, an int (``BaseGASampler``'s key, which Optuna's tools read).
 * ``<sampler>:slot``: :class:`SlotTag` as JSON, e.g. ``{"generation": 2, "slot": 5, "trial": 17,
   "child": {"crossover": "uniform", "mutations": ["add_op"], "operations": ["sep_conv_3x3"],
-  "fallback": false}}``.
+  "fallback": false, "parents": [3, 7]}}`` (``parents``, the trial numbers it was bred from, is
+  absent in studies written before it was recorded).
 * Written by Optuna and read here: ``failed_trial`` and ``retry_history`` (a retried trial),
   ``fixed_params`` (an enqueued trial).
 """
@@ -76,14 +77,20 @@ class ChildRecord:
     mutations: tuple[str, ...] = ()
     ops: tuple[str, ...] = ()  # operations chosen by success rate (add_op, add_node, change_edge)
     fallback: bool = False  # a random unseen genotype after max_retries duplicates
+    # the parents it was bred from: trial numbers as stored (the evolution's pure functions give
+    # positions in the parent list they were handed, which the sampler turns into trial numbers)
+    parents: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "crossover": self.crossover,
             "mutations": list(self.mutations),
             "operations": list(self.ops),
             "fallback": self.fallback,
         }
+        if self.parents:
+            out["parents"] = list(self.parents)
+        return out
 
     @staticmethod
     def from_json(d: Mapping[str, Any] | None) -> ChildRecord:
@@ -96,6 +103,7 @@ class ChildRecord:
             tuple(d.get("mutations", ())),
             tuple(d.get("operations", ())),
             bool(d.get("fallback", False)),
+            tuple(int(n) for n in d.get("parents", ())),
         )
 
 

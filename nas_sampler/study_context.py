@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from optuna.trial import FrozenTrial
 
@@ -25,10 +25,15 @@ from nas_sampler.trial_reader import TrialReader
 @dataclass
 class Generation:
     parents: list[Genotype]
-    parent_numbers: list[int]
+    parent_numbers: list[int]  # as chosen (best first)
     state: AdaptiveState
     seen: Seen
     children: list[tuple[Genotype, ChildRecord]] = field(default_factory=list)
+    parent_trials: list[int] = field(default_factory=list)  # the trial number of each of ``parents``
+
+    def bred(self, record: ChildRecord) -> ChildRecord:
+        """``record`` with its parents' positions in ``parents`` turned into their trial numbers."""
+        return replace(record, parents=tuple(self.parent_trials[i] for i in record.parents))
 
 
 @dataclass

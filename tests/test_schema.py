@@ -24,7 +24,12 @@ def test_trials_carry_readable_slots_and_optunas_generation_key() -> None:
         assert t.system_attrs["GeneticCellSampler:generation"] == tag["generation"] == t.number // 4
         assert sampler.get_trial_generation(study, t) == tag["generation"]
     bred = study.trials[5].system_attrs["GeneticCellSampler:slot"]["child"]
-    assert set(bred) == {"crossover", "mutations", "operations", "fallback"}
+    assert set(bred) == {"crossover", "mutations", "operations", "fallback", "parents"}
+    for t in study.trials[4:]:  # every bred child names its parents: one (a copy) or two (a crossover)
+        child = t.system_attrs["GeneticCellSampler:slot"]["child"]
+        g = t.system_attrs["GeneticCellSampler:generation"]
+        assert len(child["parents"]) == (2 if child["crossover"] else 1)
+        assert set(child["parents"]) <= {p.number for p in sampler.select_parent(study, g)}
     assert "child" not in study.trials[0].system_attrs["GeneticCellSampler:slot"]  # enqueued: not bred
     assert [len(sampler.get_population(study, g)) for g in range(3)] == [4, 4, 4]
 
