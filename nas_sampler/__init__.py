@@ -1,5 +1,6 @@
 """nas-sampler: training-free genetic neural architecture search as an Optuna sampler."""
 
+from nas_sampler.dashboard import DashboardFigures
 from nas_sampler.data import BuiltinShapes, load_dataset, scoring_batch
 from nas_sampler.errors import (
     ConfigError,
@@ -33,6 +34,7 @@ __all__ = [
     "CellSpace",
     "ConfigError",
     "DartsTournament",
+    "DashboardFigures",
     "DataError",
     "Edge",
     "GeneticCellSampler",

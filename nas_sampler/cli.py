@@ -27,6 +27,7 @@ import optuna
 import sqlalchemy.exc
 
 from nas_sampler import heartbeat, schema
+from nas_sampler.dashboard import DashboardFigures
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
 from nas_sampler.internals import FastRDBStorage
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
@@ -344,10 +345,17 @@ def run_search(cfg: SearchConfig, resume_hint: str, create: bool) -> int:
         return 0
     stop = _GracefulStop(resume_hint)
     progress = SearchProgress(study, sampler, target)
+    figures = DashboardFigures()
     with stop, progress:
         run_trials(
-            study, objective, target, catch=objective.catch, callbacks=[progress], should_stop=lambda: stop.requested
+            study,
+            objective,
+            target,
+            catch=objective.catch,
+            callbacks=[progress, figures],
+            should_stop=lambda: stop.requested,
         )
+    figures.draw(study)  # the figures and the study note as the search leaves them
     done = finished_trials(study)
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     if stop.requested and (work_left(study, target) or running):  # Ctrl-C in the final wait: not done either
@@ -522,6 +530,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from nas_sampler.report import write_report
+
+    storage = open_storage(args.storage, must_exist=True)
+    study = load_existing_study(storage, args.study, args.storage)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for path in write_report(study, args.out, formats):
+        print(path)
+    return 0
+
+
 def _trial_numbers(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",")]
@@ -684,6 +703,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     d.add_argument("--artifact-dir", help="cell pictures folder (default beside the SQLite file)")
     d.set_defaults(func=cmd_dashboard)
+
+    r = sub.add_parser("report", help="write a study's figures as PNG files and one HTML page")
+    r.add_argument("--storage", default="sqlite:///nas.db", help="storage URL (default sqlite:///nas.db)")
+    r.add_argument("--study", default="nas", help="study name (default 'nas')")
+    r.add_argument("--out", default="report", help="folder to write into (default ./report)")
+    r.add_argument("--format", default="png,html", help="png, html or both (default png,html)")
+    r.set_defaults(func=cmd_report)
 
     st = sub.add_parser("studies", help="list the study presets")
     st.set_defaults(func=cmd_studies)

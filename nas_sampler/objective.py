@@ -355,7 +355,7 @@ class TrainingFreeObjective:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"cell_trial{trial.number}.svg")
             with open(path, "w", encoding="utf-8") as f:
-                f.write(cell_svg(genotype, title=f"trial {trial.number}"))
+                f.write(cell_svg(genotype))  # the dashboard names it by its file
             optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=path, study_or_trial=trial, mimetype="image/svg+xml"
             )

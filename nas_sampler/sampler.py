@@ -187,6 +187,11 @@ class GeneticCellSampler(BaseGASampler):
     def offspring_per_generation(self) -> int:
         return self._offspring
 
+    @property
+    def evolution_config(self) -> EvolutionConfig:
+        """How children are made (the figures compute the operator probabilities with it)."""
+        return self._config
+
     @classmethod
     def _slot_key(cls) -> str:
         return schema.slot_key(cls.__name__)

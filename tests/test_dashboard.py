@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from nas_sampler import GeneticCellSampler, NB201Space, TrainingFreeObjective
+from nas_sampler import DashboardFigures, GeneticCellSampler, NB201Space, TrainingFreeObjective
 
 
 def _free_port() -> int:
@@ -38,7 +38,8 @@ def _study_id(base: str) -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    """A finished small study in SQLite with cell pictures, and `nas-sampler dashboard` serving it."""
+    """A finished small study (3 generations) in SQLite with cell pictures, figures and notes, and
+    `nas-sampler dashboard` serving it."""
     tmp = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{tmp / 'nas.db'}"
     (tmp / "nas-artifacts").mkdir()
@@ -49,7 +50,7 @@ def dashboard(tmp_path_factory):
         directions=objective.directions, sampler=GeneticCellSampler(population_size=4, seed=0), storage=url,
         study_name="dash",
     )  # fmt: skip
-    study.optimize(objective, n_trials=8)
+    study.optimize(objective, n_trials=12, callbacks=[DashboardFigures()])
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "nas_sampler.cli", "dashboard", "--storage", url, "--port", str(port)],
@@ -128,3 +129,50 @@ def test_browser_shows_the_pareto_front_with_the_metric_names(dashboard) -> None
     assert "Pareto Front Objective X: ntk_cond" in text and "Objective Y: activation" in text
     shown = {int(n) for n in re.findall(r"Trial (\d+) Objective Values", text)}
     assert shown == {t.number for t in study.best_trials}
+
+
+FIGURE_TITLES = {
+    "scores-ntk_cond": "ntk_cond by generation",
+    "scores-activation": "activation by generation",
+    "scores-jacobian": "jacobian by generation",
+    "operators-mutation": "Adaptive mutation choice by generation",
+    "operators-crossover": "Adaptive crossover choice by generation",
+    "operators-operation": "Adaptive operation choice by generation",
+    "params-ntk_cond": "Parameters against ntk_cond",
+    "params-activation": "Parameters against activation",
+    "params-jacobian": "Parameters against jacobian",
+}
+
+
+def test_api_serves_the_figures_per_generation_and_the_notes(dashboard) -> None:
+    base, study, _ = dashboard
+    detail = _get(f"{base}/api/studies/{_study_id(base)}")
+    figures = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+    assert {k: f["layout"]["title"]["text"] for k, f in figures.items()} == FIGURE_TITLES
+    assert all(t["x"] == [0, 1, 2] for t in figures["scores-ntk_cond"]["data"])  # three generations
+    assert all(t["x"] == [1, 2] for t in figures["operators-mutation"]["data"])  # bred from generation 1 on
+    assert "**12** trials completed over **3** generations" in detail["note"]["body"]
+    for t in detail["trials"]:
+        generation = study.trials[t["number"]].system_attrs["GeneticCellSampler:generation"]
+        assert f"generation **{generation}**" in t["note"]["body"]
+        if generation > 0:
+            assert re.search(r"bred as .*of trial \d+", t["note"]["body"])
+
+
+def test_browser_shows_the_evolution_figures(dashboard) -> None:
+    """What a user sees on the study page: every figure, by its title, with its axes drawn."""
+    base, _, tmp = dashboard
+    text = _rendered_text(f"{base}/dashboard/studies/{_study_id(base)}", Path(tmp) / "chrome-figures")
+    missing = [title for title in FIGURE_TITLES.values() if title not in text]
+    assert not missing, f"not on the page: {missing}"
+    assert "survival rate" in text and "Pareto front" in text
+
+
+def test_browser_shows_a_trials_generation_and_parents(dashboard) -> None:
+    base, study, tmp = dashboard
+    bred = next(t for t in study.trials if t.system_attrs["GeneticCellSampler:generation"] == 2)
+    url = f"{base}/dashboard/studies/{_study_id(base)}/trials?numbers={bred.number}"
+    text = _rendered_text(url, Path(tmp) / "chrome-trial")
+    parents = bred.system_attrs["GeneticCellSampler:slot"]["child"]["parents"]
+    assert f"Trial {bred.number}" in text and "generation 2" in text
+    assert all(f"trial {p}" in text for p in parents)
