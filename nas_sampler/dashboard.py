@@ -1,11 +1,11 @@
-"""The search in optuna-dashboard: its figures, a study note and a note on each trial's page.
+"""The search in optuna-dashboard: its figures and the study's note.
 
 :class:`DashboardFigures` is an Optuna callback (``study.optimize(..., callbacks=[DashboardFigures()])``;
-the CLI always adds it). After each finished trial it writes the trial's note (generation, slot,
-parents, how it was bred), and when a generation is done it stores every figure of
+the CLI always adds it). When a generation is done it stores every figure of
 :data:`nas_sampler.figures.FIGURES` (``optuna_dashboard.save_plotly_graph_object``) and the study's
 note (settings, data, seed, how to resume or join). Its cost is bounded: one read of the study and a
-few writes per generation, one small write per trial (``docs/results.md`` gives the figures).
+few writes per generation, nothing per trial (``docs/results.md`` gives the figures). Each trial's
+page shows its generation, slot and parents through the ``lineage`` user attribute the sampler writes.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from optuna.trial import FrozenTrial
 
 from nas_sampler import schema
 from nas_sampler.evolution import EvolutionConfig
-from nas_sampler.history import SAMPLER, SearchHistory, TrialRecord, read_history, record_of
-from nas_sampler.internals import backend_of, save_trial_note, storage_of, study_id_of, trial_id_of
+from nas_sampler.history import SAMPLER, SearchHistory, read_history
+from nas_sampler.internals import backend_of, storage_of, study_id_of
 
 _log = logging.getLogger(__name__)
+NOTE_HEADER = "# nas-sampler search "  # the study notes this module writes, and only those, it rewrites
 
 
 def storage_url(study: optuna.Study) -> str | None:
@@ -35,38 +36,6 @@ def storage_url(study: optuna.Study) -> str | None:
     if url is None:
         return None
     return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-
-
-def _who(numbers: tuple[int, ...]) -> str:
-    return " and ".join(f"trial {n}" for n in numbers)
-
-
-def trial_note(t: TrialRecord) -> str:
-    """A trial's page: where it sits in the search and where it came from."""
-    lines = [f"### Trial {t.number}"]
-    if t.generation is not None:
-        lines.append(f"- generation **{t.generation}**, slot {t.slot}")
-    if t.retry_of is not None:
-        lines.append(f"- a retry of trial {t.retry_of}, whose worker stopped: the same genotype in the same slot")
-    c = t.child
-    if t.retry_of is not None:
-        pass  # its genotype is its original's
-    elif c is not None and c.fallback:
-        lines.append("- a random unseen genotype (its parents only bred known ones)")
-    elif c is None or not (c.parents or c.crossover or c.mutations):
-        lines.append("- drawn at random" if t.generation == 0 else "- not bred by the sampler (enqueued)")
-    else:
-        who = _who(c.parents) if c.parents else "parents not recorded (an older study)"
-        bred = f"crossover **{c.crossover}** of {who}" if c.crossover else f"a copy of {who}"
-        if c.mutations:
-            ops = f" (adding {', '.join(c.ops)})" if c.ops else ""
-            bred += f", then mutation {', '.join(f'**{m}**' for m in c.mutations)}{ops}"
-        lines.append(f"- bred as {bred}")
-    if t.params is not None:
-        lines.append(f"- {t.params:,} parameters")
-    if t.genotype is not None:
-        lines.append(f"\n`{t.genotype}`")
-    return "\n".join(line for line in lines if line)
 
 
 def study_note(h: SearchHistory, url: str | None) -> str:
@@ -78,7 +47,7 @@ def study_note(h: SearchHistory, url: str | None) -> str:
         for n, d in zip(h.metric_names, h.directions, strict=True)
     )
     lines = [
-        f"# nas-sampler search `{h.study_name}`",
+        f"{NOTE_HEADER}`{h.study_name}`",
         f"- **{len(done)}** trials completed over **{len(gens)}** generations"
         + (f", {len(h.front())} on the Pareto front" if done else ""),
         f"- objectives: {objectives}",
@@ -116,37 +85,34 @@ def study_note(h: SearchHistory, url: str | None) -> str:
 
 
 class DashboardFigures:
-    """Keeps a study's figures and notes in optuna-dashboard up to date (an Optuna callback).
+    """Keeps a study's figures and note in optuna-dashboard up to date (an Optuna callback).
 
     Args:
-        trial_notes: write a note on each finished trial's page.
         sampler: the prefix of the sampler's keys in the study (:mod:`nas_sampler.schema`).
     """
 
-    def __init__(self, trial_notes: bool = True, sampler: str = SAMPLER) -> None:
-        self.trial_notes = trial_notes
+    def __init__(self, sampler: str = SAMPLER) -> None:
         self.sampler = sampler
         self._drawn_upto = -1  # the newest generation drawn complete
         self.seconds: list[float] = []  # each draw's cost, for the benchmark
         self._sizes: dict[str, Any] = {}
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Never stops the search: a figure or note that cannot be written is logged and skipped."""
+        """Never stops the search: a figure that cannot be drawn is logged and skipped."""
         try:
             self._update(study, trial)
         except Exception as e:  # a view must not stop or bend the search it shows
             _log.warning("the dashboard's figures were not updated after trial %d: %s", trial.number, e)
 
     def _update(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        record = record_of(trial, self.sampler)
-        if self.trial_notes:
-            save_trial_note(study, trial_id_of(trial), trial_note(record))
-        if record.generation is None:
+        stored = trial.system_attrs.get(schema.slot_key(self.sampler))
+        if stored is None:
             return
+        tag = schema.SlotTag.from_json(stored)
         # a generation is drawn when its last slot finishes or, if that trial ran elsewhere (another
         # worker, a retry), when the next generation's first trial here finishes: it was bred from it
-        g = record.generation
-        if record.slot == self._slots(study, g) - 1:
+        g = tag.generation
+        if tag.slot == self._slots(study, g) - 1:
             self.draw(study)
             self._drawn_upto = max(self._drawn_upto, g)
         elif g - 1 > self._drawn_upto:
@@ -175,6 +141,8 @@ class DashboardFigures:
         figures = build_figures(h, config)
         for name, fig in figures.items():
             optuna_dashboard.save_plotly_graph_object(study, fig, graph_object_id=name)
-        optuna_dashboard.save_note(study, study_note(h, storage_url(study)))
+        current = optuna_dashboard.get_note(study)
+        if not current or current.startswith(NOTE_HEADER):  # a note a person wrote is left alone
+            optuna_dashboard.save_note(study, study_note(h, storage_url(study)))
         self.seconds.append(time.perf_counter() - start)
         return figures

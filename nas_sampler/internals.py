@@ -396,21 +396,3 @@ def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:
             )
         )
     return out
-
-
-def save_trial_note(study: optuna.Study, trial_id: int, body: str) -> bool:
-    """Write a finished trial's optuna-dashboard note. The public ``save_note`` takes a live
-    ``optuna.Trial``, and making one of a finished trial would run the sampler's ``before_trial`` (a
-    heartbeat for a trial that no longer runs); so this uses the function behind it. False when that
-    moved (the note is a view: nothing is lost)."""
-    try:
-        from optuna_dashboard._note import note_ver_key, save_note_with_version
-    except ImportError:
-        if "note" not in _told:
-            _told.add("note")
-            _log.warning("optuna_dashboard._note moved: trial notes are not written (figures still are)")
-        return False
-    storage, sid = storage_of(study), study_id_of(study)
-    version = storage.get_study_system_attrs(sid).get(note_ver_key(trial_id), 0) + 1
-    save_note_with_version(storage, sid, trial_id, version, body)
-    return True

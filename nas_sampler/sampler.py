@@ -360,10 +360,12 @@ class GeneticCellSampler(BaseGASampler):
         self._tag(study, trial, SlotTag(g, s, trial.number))
 
     def _tag(self, study: Study, trial: FrozenTrial, tag: SlotTag) -> None:
-        """Write the trial's slot, and its generation under ``BaseGASampler``'s key (which Optuna's
-        tools read)."""
-        storage_of(study).set_trial_system_attr(trial_id_of(trial), self._slot_key(), tag.to_json())
-        storage_of(study).set_trial_system_attr(trial_id_of(trial), self._get_generation_key(), tag.generation)
+        """Write the trial's slot, its generation under ``BaseGASampler``'s key (which Optuna's
+        tools read), and for a person (optuna-dashboard shows user attributes only) its lineage."""
+        storage, tid = storage_of(study), trial_id_of(trial)
+        storage.set_trial_system_attr(tid, self._slot_key(), tag.to_json())
+        storage.set_trial_system_attr(tid, self._get_generation_key(), tag.generation)
+        storage.set_trial_user_attr(tid, schema.LINEAGE, tag.describe())
 
     def reseed_rng(self) -> None:
         """Only the fallback for foreign parameters is reseeded: the evolution's randomness is

@@ -23,7 +23,9 @@ Study system attributes (the sampler's, prefixed with its class name, ``GeneticC
 
 Trial user attributes: ``genotype`` (the canonical string), ``repaired_from``, ``params``
 (parameter count), ``seconds`` (``{"build", "heuristics", "total", per score}``), ``device``,
-``degenerate``, ``fail_reason``.
+``degenerate``, ``fail_reason``; and, written by the sampler so that optuna-dashboard shows it on the
+trial's page, ``lineage``: :meth:`SlotTag.describe`, e.g. ``"generation 2, slot 5: crossover uniform
+of trials 3 and 7, then add_op (sep_conv_3x3)"``.
 
 Trial system attributes:
 
@@ -54,6 +56,7 @@ FINAL_TRAINING = "nas_sampler:final_training"
 # trial user attributes
 GENOTYPE = "genotype"
 REPAIRED = "repaired_from"
+LINEAGE = "lineage"
 
 # written by Optuna, read here
 RETRY = "failed_trial"  # RetryHeartbeatStaleTrialCallback: the trial this one retries
@@ -118,6 +121,22 @@ class SlotTag:
     trial: int
     child: ChildRecord | None = None
     default_space: bool = False
+
+    def describe(self) -> str:
+        """Where the trial sits and how it was made, for a person."""
+        where = f"generation {self.generation}, slot {self.slot}"
+        c = self.child
+        if c is None:
+            return f"{where}: enqueued"
+        if c.fallback:
+            return f"{where}: a random unseen genotype (its parents bred only known ones)"
+        if not (c.parents or c.crossover or c.mutations):
+            return f"{where}: drawn at random"
+        who = " and ".join(f"trial {n}" for n in c.parents) or "parents not recorded"
+        text = f"crossover {c.crossover} of {who}" if c.crossover else f"a copy of {who}"
+        if c.mutations:
+            text += f", then {', '.join(c.mutations)}" + (f" ({', '.join(c.ops)})" if c.ops else "")
+        return f"{where}: {text}"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"generation": self.generation, "slot": self.slot, "trial": self.trial}

@@ -144,7 +144,7 @@ FIGURE_TITLES = {
 }
 
 
-def test_api_serves_the_figures_per_generation_and_the_notes(dashboard) -> None:
+def test_api_serves_the_figures_per_generation_the_note_and_each_trials_lineage(dashboard) -> None:
     base, study, _ = dashboard
     detail = _get(f"{base}/api/studies/{_study_id(base)}")
     figures = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
@@ -154,9 +154,10 @@ def test_api_serves_the_figures_per_generation_and_the_notes(dashboard) -> None:
     assert "**12** trials completed over **3** generations" in detail["note"]["body"]
     for t in detail["trials"]:
         generation = study.trials[t["number"]].system_attrs["GeneticCellSampler:generation"]
-        assert f"generation **{generation}**" in t["note"]["body"]
+        lineage = {a["key"]: a["value"] for a in t["user_attrs"]}["lineage"]
+        assert lineage.startswith(f"generation {generation}, slot ")
         if generation > 0:
-            assert re.search(r"bred as .*of trial \d+", t["note"]["body"])
+            assert re.search(r"(crossover \w+|a copy) of trial \d+", lineage), lineage
 
 
 def test_browser_shows_the_evolution_figures(dashboard) -> None:

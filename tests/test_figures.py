@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from nas_sampler import DartsTournament, DashboardFigures, GeneticCellSampler, NB201Space, dashboard
-from nas_sampler.dashboard import study_note, trial_note
+from nas_sampler.dashboard import study_note
 from nas_sampler.evolution import AdaptiveState, EvolutionConfig
 from nas_sampler.figures import build_figures
 from nas_sampler.history import read_history
@@ -99,18 +99,30 @@ def test_the_front_is_marked_on_the_size_figures(searched) -> None:
     assert sorted(n for n, _ in front["customdata"]) == sorted(t.number for t in study.best_trials)
 
 
-def test_notes_name_each_trials_generation_slot_and_parents(searched) -> None:
+def test_each_trial_names_its_generation_slot_and_parents_and_the_study_how_to_go_on(searched) -> None:
     study, _ = searched
-    h = read_history(study)
-    bred = [t for t in h.trials if t.generation and t.child and t.child.parents]
-    assert len(bred) == POPULATION * (GENERATIONS - 1)
-    for t in bred:
-        note = trial_note(t)
-        assert f"generation **{t.generation}**, slot {t.slot}" in note
-        assert all(f"trial {p}" in note for p in t.child.parents) and t.genotype in note
-    assert "drawn at random" in trial_note(h.trials[0])
-    note = study_note(h, "sqlite:///fig.db")
+    for t in study.trials:
+        tag = t.system_attrs["GeneticCellSampler:slot"]
+        lineage = t.user_attrs["lineage"]  # what optuna-dashboard shows on the trial's page
+        assert lineage.startswith(f"generation {tag['generation']}, slot {tag['slot']}: ")
+        if tag["generation"] == 0:
+            assert lineage.endswith("drawn at random")
+        else:
+            assert all(f"trial {p}" in lineage for p in tag["child"]["parents"]), lineage
+    note = study_note(read_history(study), "sqlite:///fig.db")
     assert "population 4" in note and "seed 3" in note and "optuna.load_study(study_name='fig'" in note
+
+
+def test_a_study_note_a_person_wrote_is_kept() -> None:
+    import optuna_dashboard
+
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=GeneticCellSampler(population_size=4))
+    optuna_dashboard.save_note(study, "my notes on this search")
+    study.optimize(_objective, n_trials=8, callbacks=[DashboardFigures()])
+    assert optuna_dashboard.get_note(study) == "my notes on this search"
+    fresh = optuna.create_study(directions=["maximize", "minimize"], sampler=GeneticCellSampler(population_size=4))
+    fresh.optimize(_objective, n_trials=8, callbacks=[DashboardFigures()])
+    assert optuna_dashboard.get_note(fresh).startswith("# nas-sampler search")
 
 
 def test_tournament_generations_show_each_candidates_share_and_the_winners(tmp_path) -> None:
