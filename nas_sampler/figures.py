@@ -18,7 +18,7 @@ from optuna.study import StudyDirection
 from plotly.subplots import make_subplots
 
 from nas_sampler.evolution import EvolutionConfig
-from nas_sampler.history import SearchHistory, success_rates
+from nas_sampler.history import SearchHistory, TrialRecord, success_rates
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 _STAT_COLOURS = {"best": "#2ca02c", "median": "#1f77b4", "worst": "#d62728"}
@@ -170,31 +170,41 @@ def tournaments(h: SearchHistory, config: EvolutionConfig) -> dict[str, go.Figur
 
 
 def params_against_scores(h: SearchHistory, config: EvolutionConfig) -> dict[str, go.Figure]:
-    """Size against each score over all trials, the study's Pareto front marked."""
-    sized = [t for t in h.completed if t.params is not None]
-    if not sized:
-        return {}
+    """Size against each score over all trials, the study's Pareto front marked: the parameter count,
+    and the FLOPs where a search computes them (as its ``flops`` objective)."""
+    names = h.metric_names
+    # (key, axis title, figure title's first word, the size of a trial)
+    sizes: list[tuple[str, str, str, Callable[[TrialRecord], float | None]]] = [
+        ("params", "parameters", "Parameters", lambda t: t.params)
+    ]
+    if "flops" in names:
+        k = names.index("flops")
+        sizes.append(("flops", "FLOPs", "FLOPs", lambda t: t.values[k] if t.values else None))
     on_front = {t.number for t in h.front()}
     out = {}
-    for i, name in enumerate(h.metric_names):
-        fig = go.Figure()
-        for front in (False, True):
-            ts = [t for t in sized if (t.number in on_front) == front]
-            fig.add_trace(
-                go.Scatter(
-                    x=[t.params for t in ts],
-                    y=[_r(t.values[i]) for t in ts],
-                    customdata=[[t.number, t.generation] for t in ts],
-                    mode="markers",
-                    name="Pareto front" if front else "other trials",
-                    marker={"color": "#d62728" if front else "#9aa5b1", "size": 9 if front else 6},
-                    hovertemplate="trial %{customdata[0]} (generation %{customdata[1]})<br>%{x} parameters<br>"
-                    f"{name} %{{y}}<extra></extra>",
+    for key, label, word, size_of in sizes:
+        sized = [(t, size_of(t)) for t in h.completed if size_of(t) is not None]
+        for i, name in enumerate(names):
+            if not sized or name in ("params", "flops"):
+                continue
+            fig = go.Figure()
+            for front in (False, True):
+                ts = [(t, x) for t, x in sized if (t.number in on_front) == front]
+                fig.add_trace(
+                    go.Scatter(
+                        x=[x for _, x in ts],
+                        y=[_r(t.values[i]) for t, _ in ts],
+                        customdata=[[t.number, t.generation] for t, _ in ts],
+                        mode="markers",
+                        name="Pareto front" if front else "other trials",
+                        marker={"color": "#d62728" if front else "#9aa5b1", "size": 9 if front else 6},
+                        hovertemplate="trial %{customdata[0]} (generation %{customdata[1]})<br>"
+                        f"%{{x}} {label}<br>{name} %{{y}}<extra></extra>",
+                    )
                 )
-            )
-        fig.update_xaxes(title_text="parameters", type="log")
-        fig.update_yaxes(title_text=name)
-        out[f"params-{_slug(name)}"] = _layout(fig, f"Parameters against {name}", legend_y=-0.2)
+            fig.update_xaxes(title_text=label, type="log")
+            fig.update_yaxes(title_text=name)
+            out[f"{key}-{_slug(name)}"] = _layout(fig, f"{word} against {name}", legend_y=-0.2)
     return out
 
 

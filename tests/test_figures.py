@@ -152,3 +152,15 @@ def test_a_figure_that_cannot_be_drawn_never_stops_the_search(monkeypatch, caplo
         study.optimize(_objective, n_trials=2 * POPULATION, callbacks=[DashboardFigures()])
     assert len([t for t in study.trials if t.values]) == 2 * POPULATION
     assert "figures were not updated" in caplog.text and "plotly is broken" in caplog.text
+
+
+def test_flops_get_size_figures_where_the_search_computes_them() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=GeneticCellSampler(population_size=4))
+    study.set_metric_names(["convs", "flops"])
+    study.optimize(_objective, n_trials=8)
+    figs = build_figures(read_history(study))
+    assert {k for k in figs if k.startswith(("params-", "flops-"))} == {"params-convs", "flops-convs"}
+    flops = {t.number: t.values[1] for t in study.trials}
+    traces = _figure(figs["flops-convs"])["data"]
+    points = [(n, x) for tr in traces for (n, _), x in zip(tr["customdata"], tr["x"], strict=True)]
+    assert sorted(points) == sorted(flops.items())
