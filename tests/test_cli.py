@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 
 from nas_sampler import cli
 from nas_sampler.cli import main
@@ -154,7 +155,7 @@ def test_ctrl_c_stops_after_the_running_trial_and_says_how_to_resume(tmp_path) -
                 study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{db}")
                 if len([t for t in study.trials if t.values]) >= 2:
                     break
-            except KeyError:
+            except (KeyError, sqlalchemy.exc.OperationalError):  # not yet created, or the search creating its tables
                 pass
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)

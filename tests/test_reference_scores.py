@@ -50,8 +50,12 @@ def test_published_definitions_reproduce_the_published_code(reference: dict[str,
     # the reference's settings: the NTK on the first 32 images, the other two on all 128
     got = score_all(net, f["x_cifar"], metrics=PUBLISHED, ntk_batch=32, device="cpu", on_degenerate="worst")
 
-    # float32 gradients and the code's float32 eigensolver: both carry about 1e-6 of rounding
-    assert got["ntk_cond_tenas"] == pytest.approx(ref["ntk_cond"], rel=1e-5)
+    # float32 gradients through train-mode BatchNorm: the reference's CPU kernels agree to about 1e-6,
+    # but oneDNN picks its convolution kernels by instruction set, and without AVX-512
+    # (ONEDNN_MAX_CPU_ISA=AVX2 or SSE41 reproduce it) networks 1, 5 and 6 move by up to 1.3e-3, as a CI
+    # machine showed. 3e-3 keeps a margin and still tells TE-NAS's NTK from ours (network 0: 2.825
+    # against 2.640, test below).
+    assert got["ntk_cond_tenas"] == pytest.approx(ref["ntk_cond"], rel=3e-3)
     # an integer kernel's log-determinant, computed in float64 on both sides
     assert got["activation_naswot"] == pytest.approx(-ref["naswot_logdet"], rel=1e-5)
     # Ill-conditioned by design: an eigenvalue v near 0 turns an error e into e / (v + 1e-5)^2, and
