@@ -24,7 +24,15 @@ from nas_sampler.objective import TrainingFreeObjective
 from nas_sampler.ops import build_op, known_ops, register_op
 from nas_sampler.phenotype import count_flops, count_parameters
 from nas_sampler.sampler import GeneticCellSampler
-from nas_sampler.space import CellSpace, NB201Space, SearchSpace, make_space, recorded_space, register_space
+from nas_sampler.space import (
+    CellSpace,
+    NB201Space,
+    SearchSpace,
+    SSSSpace,
+    make_space,
+    recorded_space,
+    register_space,
+)
 from nas_sampler.tournament import DartsTournament
 from nas_sampler.train import train
 from nas_sampler.worker import run_trials
@@ -43,6 +51,7 @@ __all__ = [
     "HeuristicError",
     "NASError",
     "NB201Space",
+    "SSSSpace",
     "SearchSpace",
     "SpaceMismatchError",
     "TrainingFreeObjective",

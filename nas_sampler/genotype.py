@@ -6,21 +6,27 @@ also carry each entry's output-channel count. The string form extends NAS-Bench-
 
     |nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|          (NAS-Bench-201, no channels)
     |sep_conv_3x3:16~0|+|skip_connect:8~0|max_pool_3x3:32~1|   (CellSpace, op:channels~src)
+    64:64:56:64:24                                             (a chain of widths, NATS-Bench SSS)
 
 Nodes are joined by ``+``; within a node entries are kept in canonical order (by source, then
-operation name) so equal cells have equal strings and hashes.
+operation name) so equal cells have equal strings and hashes. A chain of widths (:meth:`Genotype.of_widths`:
+node ``i`` holds the one entry ``width:C~(i-1)``) is written as NATS-Bench writes a size-space network,
+its widths joined by ``:``; both spellings of a chain parse to the same genotype, and it prints short.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from nas_sampler.errors import GenotypeError
 
 _ENTRY = re.compile(r"^(?P<op>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<ch>\d+))?~(?P<src>\d+)$")
+_WIDTHS = re.compile(r"^\d+(?::\d+)*$")
 OP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WIDTH_OP = "width"  # the entry of a chain of widths: a layer whose only gene is its channel count
 
 
 class Edge(NamedTuple):
@@ -48,7 +54,26 @@ class Genotype:
     def __init__(self, nodes) -> None:  # accepts any nested iterables, stores canonical tuples
         object.__setattr__(self, "nodes", tuple(_canonical_node(list(n)) for n in nodes))
 
+    @staticmethod
+    def of_widths(widths: Iterable[int]) -> Genotype:
+        """A chain of layers, layer ``i`` reading layer ``i - 1`` with ``widths[i]`` channels: a network
+        whose genes are its layer widths (NATS-Bench's size space)."""
+        return Genotype([Edge(WIDTH_OP, i, int(w))] for i, w in enumerate(widths))
+
+    @property
+    def widths(self) -> tuple[int, ...] | None:
+        """The layer widths of a chain of widths (:meth:`of_widths`), else None."""
+        out = []
+        for i, node in enumerate(self.nodes):
+            if len(node) != 1 or node[0].op != WIDTH_OP or node[0].src != i or node[0].channels is None:
+                return None
+            out.append(node[0].channels)
+        return tuple(out) if out else None
+
     def __str__(self) -> str:
+        widths = self.widths
+        if widths is not None:
+            return ":".join(map(str, widths))
         return "+".join("|" + "|".join(str(e) for e in node) + "|" for node in self.nodes)
 
     def __repr__(self) -> str:
@@ -71,12 +96,15 @@ class Genotype:
         s = text.strip()
         if not s:
             raise GenotypeError("empty genotype string; expected e.g. '|nor_conv_3x3~0|+|skip_connect~0|none~1|'")
+        if _WIDTHS.match(s):
+            return Genotype.of_widths(int(w) for w in s.split(":"))
         nodes = []
         for k, part in enumerate(s.split("+")):
             if len(part) < 2 or not (part.startswith("|") and part.endswith("|")):
                 raise GenotypeError(
                     f"malformed node {k + 1} {part!r} in genotype {text!r}: each node is written "
-                    "'|op~src|op~src|' (or 'op:channels~src'), nodes joined by '+'"
+                    "'|op~src|op~src|' (or 'op:channels~src'), nodes joined by '+'; a chain of widths is "
+                    "written as its widths joined by ':', e.g. '64:64:56:64:24'"
                 )
             inner = part[1:-1]
             entries = []

@@ -23,6 +23,7 @@ from nas_sampler.space.base import (
 )
 from nas_sampler.space.cell import CellSpace
 from nas_sampler.space.nb201 import NB201Space
+from nas_sampler.space.sss import SSSSpace
 
 __all__ = [
     "GENOTYPE_ATTR",
@@ -33,6 +34,7 @@ __all__ = [
     "Crossover",
     "Mutation",
     "NB201Space",
+    "SSSSpace",
     "SearchSpace",
     "choice",
     "make_space",

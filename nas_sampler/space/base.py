@@ -270,7 +270,7 @@ def ask(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any
 
 
 def make_space(name: str, **kwargs: Any) -> SearchSpace:
-    """A space by its short name (``cell`` or ``nb201``)."""
+    """A space by its registered kind (``cell``, ``nb201``, ``nats_sss``, or one registered by a user)."""
     if name not in SPACES:
         raise ConfigError(f"unknown space {name!r}; choose one of: {', '.join(SPACES)}")
     return SPACES[name](**kwargs)

@@ -7,7 +7,6 @@ and crossovers are small named functions over those genes, collected in ``MUTATI
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,34 +19,20 @@ from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Edge, Genotype
 from nas_sampler.space.base import Crossover, Mutation, SearchSpace, ask, check_positive_int, choice, register_space
 from nas_sampler.space.cell_encoding import ENCODINGS, read_params
-
-Genes = dict[tuple[int, int, str], int]  # (node, src, op) -> channels
-
-
-def genes(g: Genotype) -> Genes:
-    return {(node, e.src, e.op): int(e.channels or 0) for node, e in g.edges()}
-
-
-def from_genes(entries: Mapping[tuple[int, int, str], int], num_nodes: int) -> Genotype:
-    nodes: list[list[Edge]] = [[] for _ in range(num_nodes)]
-    for (node, src, op), ch in sorted(entries.items()):
-        if ch > 0 and 1 <= node <= num_nodes:
-            nodes[node - 1].append(Edge(op, src, ch))
-    return Genotype(nodes)
-
-
-def snap(choices: tuple[int, ...], channels: int) -> int:
-    """The nearest positive choice among ``choices`` (used when channels are summed by folding)."""
-    return min((c for c in choices if c > 0), key=lambda c: (abs(c - channels), c))
-
-
-def step(choices: tuple[int, ...], ch: int, delta: int) -> int:
-    """``delta`` steps along ``choices`` from ``ch`` (or from its nearest choice), clamped at the ends."""
-    i = choices.index(ch) if ch in choices else choices.index(snap(choices, ch))
-    return choices[min(max(i + delta, 0), len(choices) - 1)]
-
+from nas_sampler.space.channel_ops import (
+    Genes,
+    from_genes,
+    genes,
+    grow_channels,
+    minimum,
+    shrink_channels,
+    snap,
+    step,
+    uniform,
+)
 
 # ---- mutations: (space, genotype, rng, op_probs) -> (child, operation chosen or None) --------------
+# grow_channels and shrink_channels are shared with the size space: nas_sampler.space.channel_ops
 
 
 def add_op(space: CellSpace, g: Genotype, rng: np.random.Generator, op_p: np.ndarray) -> tuple[Genotype, str | None]:
@@ -62,30 +47,6 @@ def add_op(space: CellSpace, g: Genotype, rng: np.random.Generator, op_p: np.nda
     else:
         found[key] = choice(rng, space.positive_channels)
     return space.repair(from_genes(found, n)), op
-
-
-def _resize(space: CellSpace, g: Genotype, rng: np.random.Generator, delta: int) -> Genotype:
-    found = genes(g)
-    top = space.channel_choices[-1]
-    keys = sorted(k for k, c in found.items() if delta < 0 or c < top)
-    if keys:
-        key = choice(rng, keys)
-        found[key] = step(space.channel_choices, found[key], delta)
-    return space.repair(from_genes(found, g.num_nodes))
-
-
-def grow_channels(
-    space: CellSpace, g: Genotype, rng: np.random.Generator, op_p: np.ndarray
-) -> tuple[Genotype, str | None]:
-    """One entry one step up the channel choices."""
-    return _resize(space, g, rng, +1), None
-
-
-def shrink_channels(
-    space: CellSpace, g: Genotype, rng: np.random.Generator, op_p: np.ndarray
-) -> tuple[Genotype, str | None]:
-    """One entry one step down the channel choices (to 0: removed)."""
-    return _resize(space, g, rng, -1), None
 
 
 def add_node(space: CellSpace, g: Genotype, rng: np.random.Generator, op_p: np.ndarray) -> tuple[Genotype, str | None]:
@@ -173,23 +134,7 @@ MUTATIONS: dict[str, Mutation] = {
 # ---- crossovers: (space, a, b, rng) -> child -----------------------------------------------------
 
 
-def uniform(space: CellSpace, a: Genotype, b: Genotype, rng: np.random.Generator) -> Genotype:
-    """Each gene from either parent with even odds; the depth of one of them."""
-    ga, gb = genes(a), genes(b)
-    keys = sorted(set(ga) | set(gb))
-    n = a.num_nodes if rng.random() < 0.5 else b.num_nodes
-    pick = rng.random(len(keys)) < 0.5
-    child = {k: (ga if take_a else gb).get(k, 0) for k, take_a in zip(keys, pick, strict=True)}
-    return space.repair(from_genes(child, n))
-
-
-def minimum(space: CellSpace, a: Genotype, b: Genotype, rng: np.random.Generator) -> Genotype:
-    """Each gene at the smaller of the parents' channel counts: what both parents agree on."""
-    ga, gb = genes(a), genes(b)
-    keys = sorted(set(ga) | set(gb))
-    return space.repair(from_genes({k: min(ga.get(k, 0), gb.get(k, 0)) for k in keys}, max(a.num_nodes, b.num_nodes)))
-
-
+# uniform and minimum are shared with the size space: nas_sampler.space.channel_ops
 CROSSOVERS: dict[str, Crossover] = {"uniform": uniform, "min": minimum}
 
 
