@@ -29,9 +29,11 @@ import sqlalchemy.exc
 from nas_sampler import heartbeat, schema
 from nas_sampler.dashboard import DashboardFigures
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
+from nas_sampler.final import NO_FEASIBLE_ADVICE, no_feasible_error
 from nas_sampler.internals import FastRDBStorage
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
+from nas_sampler.selection import feasible_trials
 from nas_sampler.space import SPACES
 from nas_sampler.worker import connection_error, file_lock, first_line, run_trials, work_left
 
@@ -51,6 +53,7 @@ _FIXED_KEYS = (
     ("search", "extra_objectives"),
     ("search", "reduction"),
     ("search", "mode"),
+    ("search", "max_params"),
     ("tournament",),
 )
 
@@ -61,7 +64,12 @@ class UsageError(NASError):
 
 # the library's parameter names, as the flags a user typed them (an error names what the user wrote)
 _FLAGS = {
-    "search": {"population_size": "--population", "offspring_per_generation": "--offspring", "seed": "--seed"},
+    "search": {
+        "population_size": "--population",
+        "offspring_per_generation": "--offspring",
+        "seed": "--seed",
+        "max_params": "--max-params",
+    },
     "export": {"n_cells": "--cells", "seed": "--seed", "finalists": "--finalists"},
     "train": {
         "epochs": "--epochs",
@@ -79,6 +87,10 @@ _ADVICE = {
     "export": {
         "use rule='rank_sum' or search with GeneticCellSampler(tournament=DartsTournament(...))": (
             "use --rule rank_sum, or search with a preset whose [tournament] has every > 0"
+        ),
+        NO_FEASIBLE_ADVICE: (
+            "search longer (the same search command with a larger --trials or --generations), or search "
+            "again under a new --study with a larger --max-params"
         ),
     },
     "train": {"or pass weights=False": "or export the network again (nas-sampler export)"},
@@ -221,6 +233,7 @@ def _apply_flags(cfg: SearchConfig, args: argparse.Namespace) -> SearchConfig:
         "grace_period": ("storage", "grace_period"),
         "tournament_every": ("tournament", "every"),
         "mode": ("search", "mode"),
+        "max_params": ("search", "max_params"),
     }
     for flag, (section, key) in flag_map.items():
         value = getattr(args, flag, None)
@@ -277,6 +290,7 @@ def build_search(cfg: SearchConfig):
         **({} if cfg.search.metrics is None else {"metrics": cfg.search.metrics}),
         strategy=cfg.data.strategy,
         download=cfg.data.download,
+        max_params=cfg.search.max_params,
     )
     tournament = None
     if cfg.tournament.every > 0:
@@ -487,8 +501,9 @@ def cmd_front(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    if not rows:
-        print("no completed trials yet")
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not rows:  # none completed, or none within the constraints: say which, and by how much
+        print(_as_flags("export", str(no_feasible_error(study, done))) if done else "no completed trials yet")
         return 0
     cols = list(rows[0])
     cells = [[_fmt(r[c]) for c in cols] for r in rows]
@@ -496,7 +511,8 @@ def cmd_front(args: argparse.Namespace) -> int:
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-    print(f"{len(rows)} trials on the Pareto front of {len(study.trials)}")
+    within = f" ({len(feasible_trials(done))} within the constraints)" if any(t.constraints for t in done) else ""
+    print(f"{len(rows)} trials on the Pareto front of {len(study.trials)}{within}")
     return 0
 
 
@@ -641,6 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=["generational", "async"],
         help="generational (default: exact, reproducible) or async (no generation barrier; for many workers)",
+    )
+    s.add_argument(
+        "--max-params",
+        type=int,
+        metavar="N",
+        help="parameter budget: each trial records params - N as an Optuna constraint; survival prefers, and\n"
+        "front and export keep, networks of at most N parameters (default: no budget)",
     )
     s.add_argument("--artifact-dir", help="where cell pictures are stored (default beside the SQLite file)")
     s.add_argument("--heartbeat-interval", type=int, help="seconds between worker heartbeats (default 30)")

@@ -32,11 +32,13 @@ from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
 from nas_sampler.portable import save_program
-from nas_sampler.selection import constraint_violations
+from nas_sampler.schema import PARAMS_CONSTRAINT
+from nas_sampler.selection import feasible_trials
 from nas_sampler.space import SearchSpace, recorded_space, space_from_definition
 
 FORMAT = "nas-sampler-final/1"
 RULES = ("rank_sum", "crowding", "tournament")
+NO_FEASIBLE_ADVICE = "search longer (more trials), or search again with a larger max_params"
 
 
 def _load_study(study: optuna.Study | str, storage: str | None) -> optuna.Study:
@@ -70,10 +72,14 @@ def choose_trials(
 ) -> list[FrozenTrial]:
     """``n_cells`` completed trials with distinct genotypes, best first, by ``rule``.
 
+    In a study with constraints (e.g. ``TrainingFreeObjective(max_params=...)``) only the trials within
+    them are chosen from: a network over the budget is not a result, however it scores. None within
+    them is a :class:`ConfigError` naming the smallest network found and the budget.
+
     * ``rank_sum`` (default): the first Pareto front ordered by the sum of each trial's per-objective
-      ranks among all completed trials (the most balanced first: no single training-free score is a
-      reliable accuracy predictor, their agreement is); when the front holds fewer than ``n_cells``
-      distinct genotypes, the next fronts follow in the same order. (Survival keeps the best of each
+      ranks among the completed (feasible) trials (the most balanced first: no single training-free
+      score is a reliable accuracy predictor, their agreement is); when the front holds fewer than
+      ``n_cells`` distinct genotypes, the next fronts follow in the same order. (Survival keeps the best of each
       objective first, for diversity; a final choice should not pick an extreme.)
     * ``crowding``: the same fronts, each ordered by NSGA-II crowding distance (most isolated first).
     * ``tournament``: the survivors of the study's latest DARTS tournament (group winners first).
@@ -93,6 +99,10 @@ def choose_trials(
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values is not None]
     if not done:
         raise ConfigError(f"study {study.study_name!r} has no completed trial to choose cells from")
+    within = feasible_trials(done)
+    if not within:
+        raise no_feasible_error(study, done)
+    done = within
     if rule == "tournament":
         from nas_sampler.tournament import tournament_records
 
@@ -106,10 +116,9 @@ def choose_trials(
         ordered = [by_number[n] for n in records[max(records)]["survivors"] if n in by_number]
     else:
         values = [t.values for t in done]
-        violations = constraint_violations(done)
         ordered = []
         score = rank_sums(values, study.directions)
-        for front in non_dominated_sort(values, study.directions, violations):
+        for front in non_dominated_sort(values, study.directions):
             if rule == "rank_sum":
                 ordered += [done[i] for i in sorted(front, key=lambda i: (score[i], i))]
             else:
@@ -131,6 +140,28 @@ def choose_trials(
     raise ConfigError(
         f"n_cells={n_cells} but study {study.study_name!r} offers only {len(chosen)} distinct genotypes by rule "
         f"{rule!r}; pass a smaller n_cells"
+    )
+
+
+def no_feasible_error(study: optuna.Study, done: Sequence[FrozenTrial]) -> ConfigError:
+    """No completed trial within the constraints: the smallest network found against the budget (what
+    the user weighs to decide between a larger budget and a longer search), else the constraints' names."""
+    sizes = [
+        (int(t.user_attrs["params"]), t.constraints[PARAMS_CONSTRAINT])
+        for t in done
+        if PARAMS_CONSTRAINT in t.constraints and isinstance(t.user_attrs.get("params"), int)
+    ]
+    if sizes:
+        smallest, over = min(sizes)
+        return ConfigError(
+            f"study {study.study_name!r} has no completed trial within its parameter budget: the smallest network "
+            f"found has {smallest:,} parameters, the budget is {round(smallest - over):,} (max_params); "
+            f"{NO_FEASIBLE_ADVICE}"
+        )
+    names = sorted({k for t in done for k in t.constraints})
+    return ConfigError(
+        f"study {study.study_name!r} has no completed trial within its constraints ({', '.join(names)}); "
+        "search longer or loosen the constraints"
     )
 
 
@@ -202,10 +233,10 @@ def export_final(
 
     ``study``: an ``optuna.Study`` or a study name with ``storage``. ``n_cells``: cells to stack
     (default: the space's ``final_cells``; 3 for CellSpace, 1 for NB201Space). ``rule``: see
-    :func:`choose_trials`; ``trials`` (trial numbers) overrides it. ``num_classes``/``in_channels``:
-    default to the data the study was scored on (when it can be opened here). ``network_options``:
-    passed to ``space.final_network`` (CellSpace: ``width``, ``reductions``, ``dropout``). ``seed``
-    seeds the initial weights. ``rescore``, ``finalists``: see :func:`choose_trials`.
+    :func:`choose_trials` (within the study's constraints); ``trials`` (trial numbers) overrides it.
+    ``num_classes``/``in_channels``: default to the data the study was scored on (when it can be opened
+    here). ``network_options``: passed to ``space.final_network`` (CellSpace: ``width``, ``reductions``,
+    ``dropout``). ``seed`` seeds the initial weights. ``rescore``, ``finalists``: see :func:`choose_trials`.
 
     Beside them it writes the network as a ``torch.export`` program (``.pt2``, any batch size, images of
     ``image_size``: default the data's, else 32 x 32) that plain PyTorch loads

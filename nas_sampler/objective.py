@@ -18,6 +18,13 @@ The three heuristics are minimised. An extra objective is minimised too unless i
 uses the parameter count as one more accuracy proxy (in NAS-Bench-201 the larger cell is usually the
 better one, and the count ranks about as well as each heuristic: ``docs/results.md``).
 
+With ``max_params=N`` every scored trial (a degenerate one too) records the parameter budget as
+Optuna's constraint ``params`` (``trial.set_constraint``: the count minus ``N``, feasible when <= 0).
+A limit, not one more objective to trade against: constrained domination (the genetic sampler's
+survival, NSGA-II) ranks every trial within the budget above every one outside it,
+``study.best_trials`` holds feasible trials only, and :func:`nas_sampler.final.export_final` chooses
+among them only.
+
 Each trial records the user attributes ``genotype``, ``params`` (parameter count), ``seconds``
 (``build``, ``heuristics``, each extra objective, ``total``), ``device`` and, for a degenerate
 network, ``degenerate`` (which score is undefined and why) and ``fail_reason``.
@@ -58,6 +65,7 @@ from nas_sampler.draw import cell_svg
 from nas_sampler.errors import ConfigError, SpaceMismatchError
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_flops, count_parameters
+from nas_sampler.schema import PARAMS_CONSTRAINT
 from nas_sampler.space import SearchSpace
 
 HEURISTIC_METRICS = ("ntk_cond", "activation", "jacobian")
@@ -120,6 +128,8 @@ class TrainingFreeObjective:
         on_degenerate: ``"fail"`` (default) or ``"worst"``: what a degenerate network's trial does (above).
         root, download, transform: passed to :func:`nas_sampler.data.load_dataset`.
         artifact_store: an Optuna artifact store; when given, each trial uploads its cell as SVG.
+        max_params: a parameter budget (the scoring network's trainable parameters), set on each trial as
+            the constraint ``params`` (above); None: no constraint.
     """
 
     #: Errors that fail one trial, not the search: pass ``catch=objective.catch`` to ``study.optimize``
@@ -147,6 +157,7 @@ class TrainingFreeObjective:
         download: bool = False,
         transform: Callable[..., Any] | None = None,
         artifact_store: Any | None = None,
+        max_params: int | None = None,
     ):
         if not isinstance(space, SearchSpace):
             raise ConfigError(f"space must be a SearchSpace (CellSpace, NB201Space), got {type(space).__name__}")
@@ -157,6 +168,12 @@ class TrainingFreeObjective:
             raise ConfigError(f"on_degenerate={on_degenerate!r} is unknown; choose 'fail' or 'worst'")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"seed={seed!r} is invalid: give an integer")
+        bad_budget = not isinstance(max_params, int) or isinstance(max_params, bool) or max_params < 1
+        if max_params is not None and bad_budget:
+            raise ConfigError(
+                f"max_params={max_params!r} is invalid: give the parameter budget as a positive integer "
+                "(e.g. max_params=300_000), or None for no budget"
+            )
         from nas_sampler.heuristics import check_metrics, check_ntk_batch
 
         self.metrics = check_metrics(metrics)
@@ -168,6 +185,7 @@ class TrainingFreeObjective:
         self.on_degenerate = on_degenerate
         self.device = resolve_device(device)
         self.artifact_store = artifact_store
+        self.max_params = max_params
         self._extras = self._check_extras(extra_objectives)
         self._prepared: weakref.WeakSet[optuna.Study] = weakref.WeakSet()
 
@@ -325,11 +343,15 @@ class TrainingFreeObjective:
             result = self.score(genotype)
         except HeuristicError as e:
             trial.set_user_attr("degenerate", e.reasons)
+            if self.max_params is not None:  # the network was not kept: build it again to count it
+                self._set_budget(trial, count_parameters(self.build(genotype)))
             return self._fail(trial, f"genotype '{genotype}': {e}", len(names))
         except self.catch as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__} scoring '{genotype}': {e}"[:2000])
             raise
-        trial.set_user_attr("params", count_parameters(result.net))
+        params = count_parameters(result.net)
+        trial.set_user_attr("params", params)
+        self._set_budget(trial, params)
         trial.set_user_attr("seconds", {k: round(v, 6) for k, v in result.seconds.items()})
         trial.set_user_attr("device", str(self.device))
         if result.degenerate:
@@ -344,6 +366,12 @@ class TrainingFreeObjective:
         if bad:
             return self._fail(trial, f"score {', '.join(bad)} of genotype '{genotype}' cannot be ranked", len(names))
         return out[0] if len(out) == 1 else tuple(out)
+
+    def _set_budget(self, trial: optuna.trial.BaseTrial, params: int) -> None:
+        """The budget as Optuna's constraint, not as a value: samplers then rank any network within it
+        above every one outside it, instead of trading size against the scores."""
+        if self.max_params is not None:
+            trial.set_constraint(PARAMS_CONSTRAINT, float(params - self.max_params))
 
     def _fail(self, trial: optuna.trial.BaseTrial, reason: str, n: int) -> tuple[float, ...] | float:
         """Store ``reason`` and return NaN values: Optuna marks the trial FAILED and goes on."""

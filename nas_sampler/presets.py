@@ -52,6 +52,7 @@ class SearchSettings:
     metrics: list[str] | None = None  # training-free scores that are objectives (None: the three)
     reduction: str = "rank_sum"
     mode: str = "generational"  # or "async": steady-state, no generation barrier (GeneticCellSampler's mode)
+    max_params: int | None = None  # parameter budget, a constraint on every trial (None: none)
 
 
 @dataclass
@@ -110,6 +111,7 @@ class SearchConfig:
             "search.trials": self.search.trials,
             "search.generations": self.search.generations,
             "search.ntk_batch": self.search.ntk_batch,
+            "search.max_params": self.search.max_params,
         }.items():
             if v is not None and v < 1:
                 raise ConfigError(f"{key} = {v} is invalid: give a positive integer")

@@ -34,6 +34,8 @@ Trial system attributes:
   "child": {"crossover": "uniform", "mutations": ["add_op"], "operations": ["sep_conv_3x3"],
   "fallback": false, "parents": [3, 7]}}`` (``parents``, the trial numbers it was bred from, is
   absent in studies written before it was recorded).
+* ``constraints:params`` (set by ``trial.set_constraint``, read back as ``FrozenTrial.constraints``): with
+  ``TrainingFreeObjective(max_params=N)``, the parameter count minus ``N`` (feasible when <= 0).
 * Written by Optuna and read here: ``failed_trial`` and ``retry_history`` (a retried trial),
   ``fixed_params`` (an enqueued trial).
 """
@@ -57,6 +59,9 @@ FINAL_TRAINING = "nas_sampler:final_training"
 GENOTYPE = "genotype"
 REPAIRED = "repaired_from"
 LINEAGE = "lineage"
+
+# trial constraints (``trial.set_constraint(PARAMS_CONSTRAINT, params - max_params)``)
+PARAMS_CONSTRAINT = "params"
 
 # written by Optuna, read here
 RETRY = "failed_trial"  # RetryHeartbeatStaleTrialCallback: the trial this one retries

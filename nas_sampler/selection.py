@@ -72,3 +72,11 @@ def constraint_violations(trials: Sequence[FrozenTrial]) -> np.ndarray | None:
     return np.array(
         [sum(max(0.0, float(v)) for v in t.constraints.values()) if t.constraints else np.inf for t in trials]
     )
+
+
+def feasible_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials within every constraint (all values <= 0, Optuna's convention), by the same reading
+    as :func:`constraint_violations`, so the final choice agrees with survival; all of them when no
+    trial reports constraints."""
+    violations = constraint_violations(trials)
+    return list(trials) if violations is None else [t for t, v in zip(trials, violations, strict=True) if v <= 0]

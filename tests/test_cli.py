@@ -18,6 +18,7 @@ from nas_sampler import cli
 from nas_sampler.cli import main
 from nas_sampler.errors import ConfigError
 from nas_sampler.internals import storage_of, study_id_of, trial_id_of
+from nas_sampler.presets import config_from_dict
 
 SMALL = ["--preset", "smoke", "--population", "4", "--batch-size", "8"]
 
@@ -73,6 +74,53 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) 
     assert "space" in capsys.readouterr().err
     assert main(["search", *SMALL, "--trials", "8", "--mode", "async"]) == 2  # a study made before --mode: generational
     assert 'search.mode: stored "generational", given "async"' in capsys.readouterr().err
+
+
+def test_a_parameter_budget_from_the_command_line(tmp_path, capsys, monkeypatch) -> None:
+    """``--max-params``: every trial carries the constraint, the study records the budget (so a worker and
+    a resumed search use it, and another budget is refused), and front and export keep to it."""
+    monkeypatch.chdir(tmp_path)
+    budget = 25_000  # the smoke cells here have about 17,000 to 72,000 parameters
+    assert main(["search", *SMALL, "--trials", "8", "--max-params", str(budget)]) == 0
+    study = optuna.load_study(study_name="smoke", storage="sqlite:///nas.db")
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 8
+    assert all(t.constraints == {"params": float(t.user_attrs["params"] - budget)} for t in done)
+    assert 0 < sum(t.user_attrs["params"] <= budget for t in done) < 8  # both kinds: the budget decides
+    stored = study.user_attrs["nas_sampler:config"]
+    assert stored["search"]["max_params"] == budget
+    assert cli.build_search(config_from_dict(stored))[0].max_params == budget  # what a worker builds
+
+    capsys.readouterr()
+    assert main(["front", "--study", "smoke", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["params"] <= budget for r in rows)
+    assert main(["front", "--study", "smoke"]) == 0
+    within = sum(t.user_attrs["params"] <= budget for t in done)
+    assert f"{len(rows)} trials on the Pareto front of 8 ({within} within the constraints)" in capsys.readouterr().out
+    assert main(["export", "--study", "smoke", "--out", "final.json", "--cells", "1"]) == 0
+    (trial,) = json.loads((tmp_path / "final.json").read_text())["trials"]
+    assert study.trials[trial].user_attrs["params"] <= budget
+
+    capsys.readouterr()  # resuming with another budget, or none, is another search: refused like --seed
+    assert main(["search", *SMALL, "--trials", "10", "--max-params", "30000"]) == 2
+    assert f"search.max_params: stored {budget}, given 30000" in capsys.readouterr().err
+    assert main(["search", *SMALL, "--trials", "10"]) == 2
+    assert f"search.max_params: stored {budget}, given null" in capsys.readouterr().err
+    assert main(["search", *SMALL, "--trials", "10", "--max-params", "0"]) == 2
+    assert "search.max_params = 0 is invalid: give a positive integer" in capsys.readouterr().err
+
+    # a budget no network meets: front and export say the smallest found and what to do
+    assert main(["search", *SMALL, "--study", "tiny", "--trials", "4", "--max-params", "10"]) == 0
+    capsys.readouterr()
+    assert main(["front", "--study", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "no completed trial within its parameter budget" in out and "the budget is 10 (max_params)" in out
+    assert main(["export", "--study", "tiny", "--out", "none.json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the smallest network found has" in err
+    assert "--trials or --generations" in err and "a larger --max-params" in err
+    assert not (tmp_path / "none.json").exists()
 
 
 def test_async_mode_from_the_command_line(tmp_path, capsys, monkeypatch) -> None:

@@ -15,16 +15,27 @@ from nas_sampler.phenotype import count_parameters
 from nas_sampler.space import CellSpace, NB201Space, record_space
 
 
-def _study(space, values: list[tuple[float, float]], genotypes: list[str], storage: str | None = None) -> optuna.Study:
+def _study(
+    space,
+    values: list[tuple[float, float]],
+    genotypes: list[str],
+    storage: str | None = None,
+    sizes: list[int] | None = None,
+    max_params: int | None = None,
+) -> optuna.Study:
+    """Trials with these values; with ``sizes`` and ``max_params``, as TrainingFreeObjective(max_params=)
+    records them (the ``params`` user attribute and the constraint ``params - max_params``)."""
     study = optuna.create_study(storage=storage, study_name="final", directions=["minimize", "minimize"])
     record_space(study, space)
-    for v, g in zip(values, genotypes, strict=True):
+    for i, (v, g) in enumerate(zip(values, genotypes, strict=True)):
+        budget = {} if sizes is None or max_params is None else {"params": float(sizes[i] - max_params)}
         study.add_trial(
             optuna.trial.create_trial(
                 params=space.to_params(space.parse(g)),
                 distributions=space.distributions_of(space.parse(g)),
                 values=list(v),
-                user_attrs={"genotype": g},
+                user_attrs={"genotype": g, **({} if sizes is None else {"params": sizes[i]})},
+                constraints=budget or None,
             )
         )
     return study
@@ -56,6 +67,46 @@ def test_rank_sum_rule_orders_the_first_front_then_the_next() -> None:
         choose_trials(study, 2, rule="best")
     with pytest.raises(ConfigError, match="no DARTS tournament"):
         choose_trials(study, 2, rule="tournament")
+
+
+def test_only_networks_within_the_budget_are_chosen(tmp_path) -> None:
+    space = CellSpace(width=8)
+    gens = _random_genotypes(space, 5)
+    # trial 0 dominates every other but is over the budget of 1,000; so is trial 4; trials 1-3 are within it
+    values = [(0.0, 0.0), (1.0, 3.0), (2.0, 2.0), (3.0, 1.0), (0.5, 0.5)]
+    study = _study(space, values, gens, sizes=[1500, 900, 1000, 700, 1200], max_params=1000)
+    assert [t.number for t in choose_trials(study, 3)] == [1, 2, 3]  # rank sums 2, 2, 2 among the three
+    assert [t.number for t in choose_trials(study, 2, rule="crowding")] == [1, 3]  # the front's ends
+    with pytest.raises(ConfigError, match="offers only 3 distinct genotypes"):  # none over the budget fills in
+        choose_trials(study, 4)
+    record = export_final(study, tmp_path / "final.json", n_cells=2, num_classes=10, in_channels=3, width=8)
+    assert record["trials"] == [1, 2]
+
+
+def test_no_network_within_the_budget_says_the_smallest_and_what_to_do(tmp_path) -> None:
+    space = CellSpace(width=8)
+    study = _study(space, [(0.0, 1.0), (1.0, 0.0)], _random_genotypes(space, 2), sizes=[4200, 3100], max_params=3000)
+    with pytest.raises(ConfigError) as e:
+        export_final(study, tmp_path / "final.json", n_cells=1, num_classes=10, in_channels=3)
+    assert str(e.value) == (
+        "study 'final' has no completed trial within its parameter budget: the smallest network found has 3,100 "
+        "parameters, the budget is 3,000 (max_params); search longer (more trials), or search again with a larger "
+        "max_params"
+    )
+    assert not (tmp_path / "final.json").exists()
+    other = optuna.create_study(directions=["minimize", "minimize"])  # someone else's constraint: named
+    record_space(other, space)
+    g = _random_genotypes(space, 1)[0]
+    other.add_trial(
+        optuna.trial.create_trial(
+            params=space.to_params(space.parse(g)),
+            distributions=space.distributions_of(space.parse(g)),
+            values=[0.0, 0.0],
+            constraints={"latency": 2.0},
+        )
+    )
+    with pytest.raises(ConfigError, match=r"no completed trial within its constraints \(latency\)"):
+        choose_trials(other, 1)
 
 
 class _FreshDraw:

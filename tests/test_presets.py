@@ -27,6 +27,8 @@ def test_space_is_stored_canonically() -> None:
         ({"search": {"populaton": 5}}, ["'populaton'", "population"]),
         ({"search": {"population": "ten"}}, ["population", "'ten'", "int"]),
         ({"search": {"population": 0}}, ["search.population", "positive"]),
+        ({"search": {"max_params": 0}}, ["search.max_params = 0", "positive"]),
+        ({"search": {"max_params": True}}, ["max_params", "True", "int | None"]),
         ({"search": {"ntk_mode": "slow"}}, ["ntk_mode", "fast, exact"]),
         ({"search": {"extra_objectives": ["latency"]}}, ["latency", "params, flops"]),
         ({"search": {"metrics": ["ntk_cond", "naswot"]}}, ["search.metrics", "'naswot'", "swap"]),

@@ -25,6 +25,7 @@ from nas_sampler import (
     export_final,
 )
 from nas_sampler.evolution import crossover, mutate
+from nas_sampler.final import choose_trials
 from nas_sampler.linear_regions import linear_region_count, random_region_inputs, thin_network
 from nas_sampler.presets import config_from_dict
 from nas_sampler.space import make_space, recorded_space, space_from_definition
@@ -292,6 +293,23 @@ def test_the_training_free_objective_scores_the_space() -> None:
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     for t in study.trials:
         assert t.user_attrs["params"] == SPACE.parameter_count(SPACE.parse(t.user_attrs["genotype"]))
+
+
+def test_a_parameter_budget_steers_the_genetic_search_of_the_space() -> None:
+    budget = 300_000  # about the median of the space's networks: generation 0 has some on either side
+    objective = TrainingFreeObjective(SSSSpace(), data="builtin", batch_size=8, device="cpu", max_params=budget)
+    sampler = GeneticCellSampler(population_size=4, space=SSSSpace(), seed=0)
+    study = optuna.create_study(directions=objective.directions, sampler=sampler)
+    study.optimize(objective, n_trials=8)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 8
+    for t in study.trials:  # the closed-form count of the benchmark's network, against the budget
+        params = SPACE.parameter_count(SPACE.parse(t.user_attrs["genotype"]), num_classes=objective.num_classes)
+        assert t.user_attrs["params"] == params and t.constraints == {"params": float(params - budget)}
+    assert 0 < sum(t.constraints["params"] <= 0 for t in study.trials[:4]) < 4
+    assert all(t.user_attrs["params"] <= budget for t in sampler.select_parent(study, 2))
+    assert study.best_trials and all(t.user_attrs["params"] <= budget for t in study.best_trials)
+    (pick,) = choose_trials(study, 1)  # what export_final builds
+    assert pick.user_attrs["params"] <= budget
 
 
 def test_a_preset_names_the_space_by_its_kind() -> None:
