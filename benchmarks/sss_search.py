@@ -141,6 +141,7 @@ def run_one(name: str, seed: int, objective: SharedScores, args, truth: dict[str
         "unique_genotypes": len({t.user_attrs["genotype"] for t in trials}),
         "feasible": sum(t.user_attrs["params"] <= BUDGETS[0] for t in trials),
         "cpu_minutes": cpu / 60,
+        "trials": [[t.user_attrs["genotype"], list(t.values)] for t in trials],  # to choose again offline
     }
 
 
@@ -154,6 +155,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="scoring batch")
     p.add_argument("--metrics", default="activation,swap", help="training-free scores, comma-separated")
     p.add_argument("--ntk-mode", default="fast", choices=["fast", "exact"])
+    p.add_argument(
+        "--params-direction",
+        default="minimize",
+        choices=["minimize", "maximize"],
+        help="the parameter count as an objective: minimised (a trade-off front) or maximised (capacity as an "
+        "accuracy proxy, pushing the search to the budget)",
+    )
     p.add_argument("--max-params", type=int, default=BUDGETS[0], help="the search's parameter budget (constraint)")
     p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")
     p.add_argument("--csv", type=Path, default=NATS_SSS_CSV, help="NATS-Bench size-space CIFAR-10 table")
@@ -168,7 +176,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(
         f"SSS search: samplers {names}, {args.seeds} seeds, budget {args.budget}, batch {args.batch_size}, "
-        f"scores {args.metrics} + params (minimised), max_params {args.max_params}",
+        f"scores {args.metrics} + params ({args.params_direction}), max_params {args.max_params}",
         flush=True,
     )
     runs = []
@@ -181,7 +189,7 @@ def main() -> None:
             device="cpu",
             metrics=[m for m in args.metrics.split(",") if m],
             ntk_mode=args.ntk_mode,
-            extra_objectives=["params"],
+            extra_objectives=[f"params:{args.params_direction}"],
             max_params=args.max_params,
         )
         for name in names:
