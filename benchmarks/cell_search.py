@@ -36,24 +36,13 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, require  # noqa: E402
+from _samplers import make_sampler  # noqa: E402
 
-from nas_sampler import CellSpace, GeneticCellSampler, TrainingFreeObjective  # noqa: E402
+from nas_sampler import CellSpace, TrainingFreeObjective  # noqa: E402
 from nas_sampler.phenotype import count_parameters  # noqa: E402
 from nas_sampler.quality import normalised_hypervolumes  # noqa: E402
 
-SAMPLERS = ("genetic", "nsga2", "tpe", "random")
-
-
-def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:
-    table = {
-        "genetic": lambda: GeneticCellSampler(population_size=population, seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(population_size=population, seed=seed),
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-    }
-    if name not in table:
-        raise SystemExit(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    return table[name]()
+SAMPLERS = ("genetic", "nsga2", "tpe", "random")  # compared here, of _samplers.SAMPLERS
 
 
 def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:

@@ -35,32 +35,13 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, NB201_CSV, NB201_PRESET, load_nb201, require  # noqa: E402
+from _samplers import SAMPLERS, make_sampler  # noqa: E402
 
-from nas_sampler import DartsTournament, GeneticCellSampler, NB201Space, TrainingFreeObjective  # noqa: E402
+from nas_sampler import NB201Space, TrainingFreeObjective  # noqa: E402
 from nas_sampler.evolution import rank_sums  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
 from nas_sampler.objective import HEURISTIC_METRICS  # noqa: E402
 from nas_sampler.space import record_space  # noqa: E402
-
-SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
-
-
-def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.samplers.BaseSampler:
-    if name == "genetic":
-        return GeneticCellSampler(population_size=population, seed=seed)
-    if name == "genetic-darts":
-        t = NB201_PRESET.tournament
-        tournament = DartsTournament(
-            data=data, every=t.every, size=t.size, steps=t.steps, batch_size=t.batch_size, seed=seed, device="cpu"
-        )
-        return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise SystemExit(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 
 def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:

@@ -29,15 +29,15 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CIFAR10_TRAIN, require  # noqa: E402
+from _samplers import SAMPLERS, make_sampler  # noqa: E402
 from _sss import NATS_SSS_CSV, load_sss  # noqa: E402
 
-from nas_sampler import DartsTournament, GeneticCellSampler, SSSSpace, TrainingFreeObjective  # noqa: E402
+from nas_sampler import SSSSpace, TrainingFreeObjective  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
 from nas_sampler.genotype import Genotype  # noqa: E402
 from nas_sampler.objective import Scored  # noqa: E402
 from nas_sampler.space import record_space  # noqa: E402
 
-SAMPLERS = ("genetic", "genetic-darts", "nsga2", "tpe", "random")
 BUDGETS = (300_000, 200_000)
 REF_ACC = 79.0
 
@@ -62,21 +62,6 @@ class SharedScores(TrainingFreeObjective):
         scored, cpu = self.cache[key]
         self.charged += cpu
         return scored
-
-
-def make_sampler(name: str, seed: int, population: int, data: str) -> optuna.samplers.BaseSampler:
-    if name == "genetic":
-        return GeneticCellSampler(population_size=population, seed=seed)
-    if name == "genetic-darts":
-        tournament = DartsTournament(data=data, every=3, size=4, steps=20, batch_size=32, seed=seed, device="cpu")
-        return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise SystemExit(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 
 def hypervolume(points: list[tuple[float, int]], ref_params: int) -> float:

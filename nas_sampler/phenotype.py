@@ -65,7 +65,24 @@ class ResNetBasicBlock(nn.Module):
         return residual + self.conv_b(self.conv_a(x))
 
 
-class StagedNetwork(nn.Module):
+class SkeletonNetwork(nn.Module):
+    """What NAS-Bench-201's skeleton and its size space share: ``stem``, then ``cells``, then BN, ReLU,
+    global average pooling and a linear classifier (xautodl's module names, so state dicts match)."""
+
+    stem: nn.Module
+    cells: nn.Sequential
+
+    def _add_head(self, C: int, num_classes: int) -> None:
+        self.lastact = nn.Sequential(nn.BatchNorm2d(C), nn.ReLU(inplace=False))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.lastact(self.cells(self.stem(x)))
+        return self.classifier(self.global_pooling(x).flatten(1))
+
+
+class StagedNetwork(SkeletonNetwork):
     """NAS-Bench-201's macro skeleton: a 3x3 stem, three stages of cells at ``width``, 2x and 4x
     channels joined by ResNet reductions, then BN, ReLU, global average pooling and a linear layer.
     ``make_cell(C_in)`` builds one cell; cells whose output width differs chain on it. ``depth`` keeps
@@ -96,13 +113,7 @@ class StagedNetwork(nn.Module):
                 layers.append(cell)
                 C = getattr(cell, "out_channels", C)
         self.cells = nn.Sequential(*layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(C), nn.ReLU(inplace=False))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lastact(self.cells(self.stem(x)))
-        return self.classifier(self.global_pooling(x).flatten(1))
+        self._add_head(C, num_classes)
 
 
 class FinalNetwork(nn.Module):

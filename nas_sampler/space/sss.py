@@ -24,7 +24,7 @@ from torch import nn
 from nas_sampler.errors import ConfigError, DataError, GenotypeError
 from nas_sampler.genotype import Genotype
 from nas_sampler.ops import Identity, ReLUConvBN
-from nas_sampler.phenotype import ResNetBasicBlock
+from nas_sampler.phenotype import ResNetBasicBlock, SkeletonNetwork
 from nas_sampler.space.base import Crossover, Mutation, SearchSpace, register_space
 from nas_sampler.space.channel_ops import grow_channels, minimum, resize_channels, shrink_channels, snap, uniform
 
@@ -104,7 +104,7 @@ LAYER_KINDS: dict[str, _Layer] = {
 }
 
 
-class SizeNetwork(nn.Module):
+class SizeNetwork(SkeletonNetwork):
     """NATS-Bench's size-space network (xautodl's ``DynamicShapeTinyNet`` with one cell per stage): a
     3x3 stem of the first width, then each layer of ``LAYERS`` from the previous layer's width to its
     own, then BatchNorm, ReLU, global average pooling and a linear classifier."""
@@ -118,13 +118,7 @@ class SizeNetwork(nn.Module):
             layers.append(LAYER_KINDS[kind].build(C, width))
             C = width
         self.cells = nn.Sequential(*layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(C), nn.ReLU(inplace=False))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lastact(self.cells(self.stem(x)))
-        return self.classifier(self.global_pooling(x).flatten(1))
+        self._add_head(C, num_classes)
 
 
 def parameter_count(widths: Sequence[int], num_classes: int = 10, in_channels: int = 3) -> int:

@@ -1,0 +1,38 @@
+"""The samplers the search benchmarks compare, by name: one table, so every benchmark builds them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import optuna
+
+from nas_sampler import DartsTournament, GeneticCellSampler
+from nas_sampler.presets import load_preset
+
+Maker = Callable[[int, int, str | None], optuna.samplers.BaseSampler]  # (seed, population, data) -> sampler
+
+
+def _genetic_darts(seed: int, population: int, data: str | None) -> optuna.samplers.BaseSampler:
+    """The genetic sampler with the nb201-cifar10 preset's DARTS tournament, on ``data``."""
+    if data is None:
+        raise SystemExit("the genetic-darts sampler trains a supernet: give the benchmark's --data")
+    t = load_preset("nb201-cifar10").tournament
+    tournament = DartsTournament(
+        data=data, every=t.every, size=t.size, steps=t.steps, batch_size=t.batch_size, seed=seed, device="cpu"
+    )
+    return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
+
+
+SAMPLERS: dict[str, Maker] = {
+    "genetic": lambda seed, population, data: GeneticCellSampler(population_size=population, seed=seed),
+    "genetic-darts": _genetic_darts,
+    "nsga2": lambda seed, population, data: optuna.samplers.NSGAIISampler(population_size=population, seed=seed),
+    "tpe": lambda seed, population, data: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+    "random": lambda seed, population, data: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+def make_sampler(name: str, seed: int, population: int, data: str | None = None) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise SystemExit(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](seed, population, data)
