@@ -54,6 +54,7 @@ from nas_sampler.data import decode
 from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, DataError
 from nas_sampler.genotype import Genotype
+from nas_sampler.selection import constraint_violations
 from nas_sampler.space import SearchSpace, recorded_space
 
 logger = logging.getLogger(__name__)
@@ -528,7 +529,15 @@ class DartsTournament:
         unique: dict[int, FrozenTrial] = {}
         for t in candidates:
             unique.setdefault(t.number, t)
+        # under constraints (a parameter budget) only the networks within them compete, as survival ranks
+        # every feasible trial above every infeasible one; the others follow, least violation first
+        violations = constraint_violations(list(unique.values()))
         trials = sorted(unique.values(), key=lambda t: t.number)
+        tail: list[int] = []
+        if violations is not None:
+            over = dict(zip(unique, violations, strict=True))
+            tail = sorted((n for n, v in over.items() if v > 0), key=lambda n: (over[n], n))
+            trials = [t for t in trials if over[t.number] <= 0]
         numbers = [t.number for t in trials]
         key = f"{TOURNAMENT_ATTR_PREFIX}{generation}"
         stored = study.user_attrs.get(key)
@@ -547,10 +556,10 @@ class DartsTournament:
             if space is None:
                 raise ConfigError(f"study {study.study_name!r} records no search space; pass the space to select()")
         if len(trials) < 2:
-            return trials[:n_survivors]
+            return self._pick(unique, numbers + tail, n_survivors)
         genotypes = [space.genotype_of(t) for t in trials]
         result = self.run(space, genotypes, generation)
-        survivors = [numbers[i] for i in result.survivors(len(trials))]
+        survivors = [numbers[i] for i in result.survivors(len(trials))] + tail
         record = {
             "generation": generation,
             "candidates": numbers,

@@ -177,6 +177,31 @@ def test_select_keeps_population_when_groups_give_too_few_or_too_many_winners() 
     assert [p.number for p in two] == record["survivors"][:2] and set(record["survivors"][:2]) <= set(record["winners"])
 
 
+def test_under_a_budget_only_networks_within_it_compete_and_the_others_follow_by_violation() -> None:
+    """A tournament generation keeps the parameter budget as survival does: an over-budget network
+    never displaces one within it, however the supernet ranks them."""
+    space = NB201Space()
+    source = _study_with_candidates(None, 8, space).get_trials(deepcopy=False)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    over = {1: 50.0, 4: 10.0, 6: 30.0}  # trial number -> parameters over the budget
+    for t in source:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions, values=t.values, user_attrs=t.user_attrs,
+                constraints={"params": over.get(t.number, -1.0)},
+            )
+        )  # fmt: skip
+    trials = study.get_trials(deepcopy=False)
+    tour = DartsTournament(size=2, device="cpu", seed=0, **TINY)
+    parents = tour.select(study, space, trials, n_survivors=7, generation=3)
+    record = study.user_attrs["nas_sampler:tournament:3"]
+    assert sorted(record["candidates"]) == [0, 2, 3, 5, 7]  # the five within the budget
+    numbers = [p.number for p in parents]
+    assert numbers[:5] == record["survivors"][:5] and set(numbers[:5]) == {0, 2, 3, 5, 7}
+    assert numbers[5:] == [4, 6]  # then the least over the budget
+    assert record["survivors"][5:] == [4, 6, 1]
+
+
 def test_genetic_sampler_uses_the_tournament_on_its_generations(tmp_path, monkeypatch) -> None:
     from nas_sampler.sampler import GeneticCellSampler
 
