@@ -47,6 +47,33 @@ def search(folder: Path, name: str, trials: int, population: int, figures: Dashb
     return time.perf_counter() - start
 
 
+def per_figure(study: optuna.Study) -> dict[str, float]:
+    """One draw of the finished study, timed by part: the read of the study, then each kind of figure
+    built and stored (a kind with nothing to show, such as tournaments in a search without them, is
+    left out), then the study note."""
+    import optuna_dashboard
+
+    from nas_sampler.dashboard import study_note
+    from nas_sampler.evolution import EvolutionConfig
+    from nas_sampler.figures import FIGURES
+    from nas_sampler.history import read_history
+
+    t = time.perf_counter()
+    h = read_history(study)
+    parts = {"read": time.perf_counter() - t}
+    for kind, make in FIGURES.items():
+        t = time.perf_counter()
+        figures = make(h, EvolutionConfig())
+        for name, fig in figures.items():
+            optuna_dashboard.save_plotly_graph_object(study, fig, graph_object_id=name)
+        if figures:
+            parts[f"{kind} ({len(figures)})"] = time.perf_counter() - t
+    t = time.perf_counter()
+    optuna_dashboard.save_note(study, study_note(h, None))
+    parts["note"] = time.perf_counter() - t
+    return parts
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--generations", type=int, default=30)
@@ -68,6 +95,7 @@ def main() -> None:
         study = optuna.load_study(study_name="drawn", storage=f"sqlite:///{folder / 'drawn.db'}")
         attrs = storage_of(study).get_study_system_attrs(study_id_of(study))
         stored_kb = sum(len(v) for k, v in attrs.items() if k.startswith("dashboard:plot_data:")) / 1000
+        parts = per_figure(study)
     draws = figures.seconds
     per_trial_ms = 1000 * (drawn - plain - sum(draws)) / trials
     mid = len(draws) // 2
@@ -75,6 +103,7 @@ def main() -> None:
     print(f"draw at generation 1: {draws[0]:.3f} s, {mid + 1}: {draws[mid]:.3f} s, {len(draws)}: {draws[-1]:.3f} s")
     print(f"mean draw {statistics.mean(draws):.3f} s; outside the draws {per_trial_ms:.1f} ms a trial")
     print(f"search without the figures {plain:.1f} s, with them {drawn:.1f} s; stored figures {stored_kb:.0f} kB")
+    print("one draw at the end, by part (seconds): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
     out = {
         "trials": trials,
         "draws": len(draws),
@@ -85,6 +114,7 @@ def main() -> None:
         "search_s_without": round(plain, 1),
         "search_s_with": round(drawn, 1),
         "stored_figures_kb": round(stored_kb),
+        "last_draw_by_part_s": {k: round(v, 3) for k, v in parts.items()},
     }
     print(json.dumps(out))
 
