@@ -65,6 +65,7 @@ from nas_sampler.generation_wait import wait_for_generation
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import (
     cached_trials,
+    set_trial_attrs,
     storage_of,
     study_id_of,
     system_attrs,
@@ -362,10 +363,11 @@ class GeneticCellSampler(BaseGASampler):
     def _tag(self, study: Study, trial: FrozenTrial, tag: SlotTag) -> None:
         """Write the trial's slot, its generation under ``BaseGASampler``'s key (which Optuna's
         tools read), and for a person (optuna-dashboard shows user attributes only) its lineage."""
-        storage, tid = storage_of(study), trial_id_of(trial)
-        storage.set_trial_system_attr(tid, self._slot_key(), tag.to_json())
-        storage.set_trial_system_attr(tid, self._get_generation_key(), tag.generation)
-        storage.set_trial_user_attr(tid, schema.LINEAGE, tag.describe())
+        system = {self._slot_key(): tag.to_json(), self._get_generation_key(): tag.generation}
+        user = {schema.LINEAGE: tag.describe()}
+        set_trial_attrs(storage_of(study), trial_id_of(trial), system, user)
+        trial.system_attrs.update(system)  # what the worker's tell hands to the callbacks shows them too
+        trial.user_attrs.update(user)
 
     def reseed_rng(self) -> None:
         """Only the fallback for foreign parameters is reseeded: the evolution's randomness is

@@ -30,6 +30,7 @@ from nas_sampler.internals import (
     forget_cached_trials,
     storage_of,
     study_id_of,
+    tell,
     trial_id_of,
 )
 from nas_sampler.sampler import RETRY_ATTR
@@ -211,12 +212,9 @@ def _run_trial(
         state, error = optuna.trial.TrialState.PRUNED, e
     except (Exception, KeyboardInterrupt) as e:
         state, error = optuna.trial.TrialState.FAIL, e
-    if state is None:
-        frozen = study.tell(trial, values, skip_if_finished=True)
-    else:
-        frozen = study.tell(trial, state=state, skip_if_finished=True)
-        if state == optuna.trial.TrialState.FAIL:
-            _log.warning("trial %d failed: %r", trial.number, error)
+    frozen = tell(study, trial, values, state)
+    if state == optuna.trial.TrialState.FAIL:
+        _log.warning("trial %d failed: %r", trial.number, error)
     return frozen, error, state
 
 

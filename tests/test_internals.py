@@ -166,3 +166,84 @@ def test_a_moved_private_name_falls_back_to_the_public_answer(tmp_path, caplog) 
     with caplog.at_level("WARNING", logger="nas_sampler.internals"):
         assert (internals.study_id_of(Moved()), internals.trial_id_of(moved_trial)) == expected
     assert "public API" in caplog.text
+
+
+class _Spy(optuna.samplers.RandomSampler):
+    """Records what ``after_trial`` was told, to check that the fast ``tell`` tells the sampler as Optuna does."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.told: list[tuple[int, TrialState, list[float] | None]] = []
+
+    def after_trial(self, study, trial, state, values) -> None:  # noqa: ANN001
+        self.told.append((trial.number, state, values))
+
+
+def _outcomes(study: optuna.Study, tell) -> list[optuna.trial.FrozenTrial]:  # noqa: ANN001
+    """Each way a worker finishes a trial, told through ``tell``; the finished trials it returned."""
+    out = []
+    for values, state, report in [
+        (1.5, None, None),  # complete
+        ([-2.0], None, None),  # complete, the values as a sequence
+        (float("nan"), None, None),  # a value that cannot be stored: failed, with Optuna's warning
+        (None, TrialState.FAIL, None),  # the objective raised
+        (None, TrialState.PRUNED, 0.25),  # pruned after reporting: the last report is its value
+    ]:
+        trial = study.ask()
+        trial.suggest_int("x", 0, 9)
+        trial.set_user_attr("genotype", "cell")
+        if report is not None:
+            trial.report(report, 3)
+        with contextlib.ExitStack() as stack:
+            if values is not None and values != values:
+                stack.enter_context(pytest.warns(UserWarning, match="not acceptable"))
+            out.append(tell(study, trial, values, state))
+        out.append(tell(study, trial, 9.0, None))  # told again: skipped, the stored outcome returned
+    return out
+
+
+def _same(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> None:
+    assert abs((a.datetime_complete - b.datetime_complete).total_seconds()) < 5
+    fields = ("number", "state", "values", "params", "distributions", "user_attrs", "system_attrs")
+    fields += ("intermediate_values",)
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+
+
+@pytest.mark.parametrize("kind", ["rdb", "memory"])
+def test_the_workers_tell_equals_optunas(storage_url: str, kind: str) -> None:
+    """``internals.tell`` stores, tells the sampler and returns what ``study.tell`` does, without its re-read."""
+    storage = optuna.storages.RDBStorage(storage_url) if kind == "rdb" else optuna.storages.InMemoryStorage()
+    studies = [
+        optuna.create_study(storage=storage, sampler=_Spy(), study_name=name)
+        for name in (f"fast-{uuid.uuid4().hex[:6]}", f"public-{uuid.uuid4().hex[:6]}")
+    ]
+    fast = _outcomes(studies[0], internals.tell)
+    public = _outcomes(studies[1], lambda s, t, v, st: s.tell(t, v, state=st, skip_if_finished=True))
+    states = [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.PRUNED]
+    assert [t.state for t in fast[::2]] == states
+    for a, b in zip(fast, public, strict=True):
+        _same(a, b)
+    for a, b in zip(studies[0].get_trials(), studies[1].get_trials(), strict=True):
+        _same(a, b)
+    stored = studies[0].get_trials()
+    for a, b in zip(fast, [t for t in stored for _ in (0, 1)], strict=True):
+        _same(a, b)  # what tell returned (the first time and when told again) is what was stored
+    assert studies[0].sampler.told == studies[1].sampler.told
+
+
+def test_attributes_written_together_equal_optunas_one_by_one(storage_url: str) -> None:
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = optuna.create_study(storage=storage, study_name=f"attrs-{uuid.uuid4().hex[:6]}")
+    fast, public = study.ask(), study.ask()
+    storage.set_trial_system_attr(trial_id_of(fast), "slot", "old")  # an existing key is replaced
+    storage.set_trial_system_attr(trial_id_of(public), "slot", "old")
+    system, user = {"slot": {"g": 1, "s": 2}, "generation": 1}, {"lineage": "gen 1 slot 2"}
+    internals.set_trial_attrs(storage, trial_id_of(fast), system, user)
+    for key, value in system.items():
+        storage.set_trial_system_attr(trial_id_of(public), key, value)
+    storage.set_trial_user_attr(trial_id_of(public), "lineage", user["lineage"])
+    a, b = storage.get_trial(trial_id_of(fast)), storage.get_trial(trial_id_of(public))
+    assert (a.system_attrs, a.user_attrs) == (b.system_attrs, b.user_attrs) == (system, user)
+    study.tell(fast, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # as Optuna refuses a finished trial
+        internals.set_trial_attrs(storage, trial_id_of(fast), {"slot": "late"})

@@ -183,6 +183,12 @@ class SearchSpace(ABC):
             raise GenotypeError(f"parameter {e} of {self!r} is missing") from None
         return self.repair(raw)
 
+    def genotype_attrs(self, params: dict[str, Any]) -> dict[str, str]:
+        """The user attributes a trial with ``params`` notes: its genotype, and the unrepaired one when
+        it was repaired; a missing parameter raises KeyError or GenotypeError."""
+        raw = self._raw_from_params(params)
+        return _genotype_attrs(raw, self.repair(raw))
+
     def genotype_of(self, trial: optuna.trial.FrozenTrial) -> Genotype:
         """The genotype a trial evaluated: its ``genotype`` attribute, else its parameters."""
         text = trial.user_attrs.get(GENOTYPE_ATTR)
@@ -207,10 +213,11 @@ class SearchSpace(ABC):
             _store_sampled_params(trial, space)
         raw = space.suggest_raw(trial)
         g = space.repair(raw)
-        if g != raw and hasattr(trial, "set_user_attr"):
-            trial.set_user_attr(REPAIRED_ATTR, str(raw))
         if hasattr(trial, "set_user_attr"):
-            trial.set_user_attr(GENOTYPE_ATTR, str(g))
+            stored = trial.user_attrs  # the sampler's child has them already (stored with its parameters)
+            for key, value in _genotype_attrs(raw, g).items():
+                if stored.get(key) != value:
+                    trial.set_user_attr(key, value)
         trial_log.remember(trial.params, str(g))
         return g
 
@@ -301,7 +308,17 @@ def _store_sampled_params(trial: optuna.Trial, space: SearchSpace) -> None:
     search_space = trial.relative_search_space or {}
     todo = {name: dists[name] for name in missing if name in chosen and search_space.get(name) == dists[name]}
     if todo:
-        store_params(trial, {name: chosen[name] for name in todo}, todo)
+        values = {name: chosen[name] for name in todo}
+        try:  # the genotype's attributes go in the same transaction when the child is whole
+            attrs = space.genotype_attrs({**given, **values})
+        except (KeyError, GenotypeError):
+            attrs = {}
+        store_params(trial, values, todo, attrs)
+
+
+def _genotype_attrs(raw: Genotype, g: Genotype) -> dict[str, str]:
+    """What a trial notes of its genotype: the valid one, and the original when it was repaired."""
+    return {GENOTYPE_ATTR: str(g)} if g == raw else {REPAIRED_ATTR: str(raw), GENOTYPE_ATTR: str(g)}
 
 
 #: (study id, space definition) -> the space to use, for pairs already checked against each storage
