@@ -247,3 +247,18 @@ def test_attributes_written_together_equal_optunas_one_by_one(storage_url: str) 
     study.tell(fast, 1.0)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # as Optuna refuses a finished trial
         internals.set_trial_attrs(storage, trial_id_of(fast), {"slot": "late"})
+
+
+def test_a_new_trial_is_not_read_back_but_equals_what_a_read_gives(storage_url: str) -> None:
+    fast = internals.FastRDBStorage(storage_url)
+    study = optuna.create_study(storage=fast, study_name=f"new-{uuid.uuid4().hex[:6]}")
+    study.enqueue_trial({"x": 1})  # a trial made from a template (WAITING) is read back as usual
+    waiting, new = study.ask(), study.ask()
+    assert new.number == 1 and internals.frozen_trial_of(waiting).state == TrialState.RUNNING
+    public = optuna.storages.RDBStorage(storage_url)
+    made = fast.create_new_trial(study_id_of(study))
+    first = fast.get_trial(made)  # the copy kept at creation
+    assert first == public.get_trial(made) == fast.get_trial(made)  # the second one is read
+    assert internals.frozen_trial_of(new) == public.get_trial(trial_id_of(new))
+    fast.set_trial_user_attr(made, "genotype", "cell")
+    assert fast.get_trial(made).user_attrs == {"genotype": "cell"}  # the kept copy is used once only
