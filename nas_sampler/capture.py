@@ -63,11 +63,21 @@ class Capture(TorchFunctionMode):
     ``bn="frozen"``: normalise with the batch's statistics, detached (or with ``stats`` given in call
     order, for chunks), recorded in ``stats``; ``bn="coupled"``: normalise with the batch's statistics,
     gradients through them (BatchNorm calls are then not recorded). Running statistics are never
-    read or written.
+    read or written. ``count_macs``: add up the multiply-accumulates per sample of every ``conv2d`` and
+    ``linear`` call in ``macs``.
     """
 
-    def __init__(self, tracked: dict[int, nn.Parameter], bn: str, stats: list | None = None, record: bool = True):
+    def __init__(
+        self,
+        tracked: dict[int, nn.Parameter],
+        bn: str,
+        stats: list | None = None,
+        record: bool = True,
+        count_macs: bool = False,
+    ):
         super().__init__()
+        self.count_macs = count_macs
+        self.macs = 0
         self.tracked = tracked
         self.bn = bn
         self.stats_in = stats
@@ -104,6 +114,8 @@ class Capture(TorchFunctionMode):
                 self.calls.append(Call("bn", found, x, out, {"mean": mean, "var": var, "eps": eps, "dims": dims}))
         else:
             out = func(*args, **kwargs)
+            if self.count_macs and (func is F.conv2d or func is F.linear) and isinstance(out, torch.Tensor):
+                self.macs += _macs_per_sample(args[1] if len(args) > 1 else kwargs["weight"], out)
             if self.record and func is F.conv2d:
                 x, weight, bias, conv = _conv_args(*args, **kwargs)
                 found = self._params(weight, bias)
@@ -121,6 +133,13 @@ class Capture(TorchFunctionMode):
         if isinstance(out, torch.Tensor):
             self.out_bytes += out.numel() * out.element_size()
         return out
+
+
+def _macs_per_sample(weight: torch.Tensor, out: torch.Tensor) -> int:
+    """A conv2d or linear call's multiply-accumulates per sample: each output element costs one row of
+    the weight (``C_in / groups * kh * kw``, or ``in_features``)."""
+    per_sample_out = out.numel() // out.shape[0] if out.dim() > 1 else out.numel()
+    return per_sample_out * weight[0].numel()
 
 
 # ----------------------------------------------------------------------------- per-sample gradients

@@ -29,7 +29,7 @@ import sqlalchemy.exc
 from nas_sampler import heartbeat, schema
 from nas_sampler.dashboard import DashboardFigures
 from nas_sampler.errors import ConfigError, NASError, SpaceMismatchError
-from nas_sampler.final import NO_FEASIBLE_ADVICE, no_feasible_error
+from nas_sampler.final import NO_FEASIBLE_ADVICE, RULES, no_feasible_error
 from nas_sampler.internals import FastRDBStorage
 from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, list_presets, load_preset
 from nas_sampler.progress import SearchProgress, finished_trials
@@ -690,8 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--rule",
         default="rank_sum",
-        choices=["rank_sum", "crowding", "tournament"],
-        help="how to choose cells (default rank_sum: first front by sum of per-objective ranks)",
+        choices=list(RULES),
+        help="how to choose cells (default rank_sum: first front by sum of per-objective ranks; log_rank:\n"
+        "by AZ-NAS's sum of log ranks, which punishes one very bad rank more)",
     )
     e.add_argument("--trials", help="comma-separated trial numbers to use instead of a rule")
     e.add_argument(
@@ -700,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="score the 10 best candidates again on N other batches and initial weights and choose by all\n"
-        "the scores (rank_sum only; guards against picking the luckiest draw). Default 0",
+        "the scores (rank_sum and log_rank only; guards against picking the luckiest draw). Default 0",
     )
     e.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
     e.set_defaults(func=cmd_export)

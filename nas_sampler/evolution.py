@@ -15,7 +15,7 @@ each generation's parents and a resumed search continues from exactly the same s
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,6 @@ from nas_sampler.genotype import Genotype
 from nas_sampler.schema import ChildRecord
 from nas_sampler.space import SearchSpace, choice
 
-REDUCTIONS: tuple[str, ...] = ("rank_sum", "crowding")
 __all__ = ["ChildRecord"]  # re-exported: a child's record is part of the evolution's vocabulary
 
 
@@ -371,13 +370,46 @@ def rank_sums(values: np.ndarray | Sequence[Sequence[float]], directions: Sequen
     return (v[None, :, :] < v[:, None, :]).sum(1).sum(1)  # [i, k]: how many are strictly better than i in k
 
 
+def log_rank_sums(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
+    """AZ-NAS's aggregation (Lee & Ham, 2024), oriented so that lower is better: ``-sum_k log(r_k / n)``,
+    ``r_k = n - (how many are strictly better in k)``, so the best of an objective gets ``r = n`` (ties
+    share the better rank) and an individual best in every objective scores 0. The log of a rank falls
+    steeply near the bottom, so one very bad rank costs more than in a sum: it favours the individuals
+    every objective ranks well over one objective's favourite."""
+    v = _orient(values, directions)
+    n = len(v)
+    better = (v[None, :, :] < v[:, None, :]).sum(1)  # [i, k]: how many are strictly better than i in k
+    return -np.log((n - better) / n).sum(1)
+
+
+#: How per-objective ranks are aggregated into one number per individual (lower is better), by name:
+#: the rank sum (the original's) and AZ-NAS's log-rank sum.
+AGGREGATIONS: dict[str, Callable[[np.ndarray | Sequence[Sequence[float]], Sequence[Any]], np.ndarray]] = {
+    "rank_sum": rank_sums,
+    "log_rank": log_rank_sums,
+}
+
+
 def rank_sum_order(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> list[int]:
     """The original's order within a front: the best individual of each objective first (in objective
     order), then the rest by the sum of per-objective ranks (rank 0 = best, ties share the lower rank),
     ties broken by position."""
+    return aggregate_order(values, directions, "rank_sum")
+
+
+def log_rank_order(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> list[int]:
+    """As :func:`rank_sum_order`, the rest ordered by :func:`log_rank_sums` instead."""
+    return aggregate_order(values, directions, "log_rank")
+
+
+def aggregate_order(
+    values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any], aggregation: str
+) -> list[int]:
+    """The best individual of each objective first (in objective order), so survival keeps every
+    objective's extreme, then the rest by ``AGGREGATIONS[aggregation]``, ties broken by position."""
     v = _orient(values, directions)
     n, m = v.shape
-    score = rank_sums(values, directions)
+    score = AGGREGATIONS[aggregation](values, directions)
     order: list[int] = []
     for k in range(m):
         best = min(range(n), key=lambda i: (v[i, k], score[i], i))
@@ -411,6 +443,15 @@ def crowding_order(values: np.ndarray | Sequence[Sequence[float]], directions: S
     return sorted(range(len(d)), key=lambda i: (-d[i], i))
 
 
+#: How survival orders the front that overflows (best first), by name.
+REDUCTION_ORDERS: dict[str, Callable[[np.ndarray, Sequence[Any]], list[int]]] = {
+    "rank_sum": rank_sum_order,
+    "log_rank": log_rank_order,
+    "crowding": crowding_order,
+}
+REDUCTIONS: tuple[str, ...] = tuple(REDUCTION_ORDERS)
+
+
 def select_survivors(
     values: np.ndarray | Sequence[Sequence[float]],
     directions: Sequence[Any],
@@ -419,14 +460,15 @@ def select_survivors(
     violations: Sequence[float] | np.ndarray | None = None,
 ) -> list[int]:
     """(mu + lambda) survival: fill ``k`` places front by front; the front that overflows is reduced
-    by ``reduction`` (``rank_sum``, the original's rule, or ``crowding``, NSGA-II's).
+    by ``reduction`` (``rank_sum``, the original's rule, ``log_rank``, AZ-NAS's aggregation of the same
+    ranks, or ``crowding``, NSGA-II's; :data:`REDUCTION_ORDERS`).
 
     Returns indices ordered best first: by front, then by the reduction's preference within a front.
     """
     if reduction not in REDUCTIONS:
         raise ConfigError(f"reduction={reduction!r} is invalid: choose one of {', '.join(REDUCTIONS)}")
     v = np.asarray(values, dtype=float).reshape(len(values), len(directions))
-    order_in = rank_sum_order if reduction == "rank_sum" else crowding_order
+    order_in = REDUCTION_ORDERS[reduction]
     chosen: list[int] = []
     for front in non_dominated_sort(v, directions, violations):
         if len(chosen) >= k:

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from nas_sampler.errors import ConfigError, DataError, GenotypeError
-from nas_sampler.evolution import crowding_order, non_dominated_sort, rank_sums
+from nas_sampler.evolution import AGGREGATIONS, crowding_order, non_dominated_sort
 from nas_sampler.genotype import Genotype
 from nas_sampler.phenotype import count_parameters
 from nas_sampler.portable import save_program
@@ -37,7 +37,7 @@ from nas_sampler.selection import feasible_trials
 from nas_sampler.space import SearchSpace, recorded_space, space_from_definition
 
 FORMAT = "nas-sampler-final/1"
-RULES = ("rank_sum", "crowding", "tournament")
+RULES = (*AGGREGATIONS, "crowding", "tournament")  # rank_sum, log_rank, ...
 NO_FEASIBLE_ADVICE = "search longer (more trials), or search again with a larger max_params"
 
 
@@ -81,15 +81,17 @@ def choose_trials(
       score is a reliable accuracy predictor, their agreement is); when the front holds fewer than
       ``n_cells`` distinct genotypes, the next fronts follow in the same order. (Survival keeps the best of each
       objective first, for diversity; a final choice should not pick an extreme.)
+    * ``log_rank``: the same fronts ordered by AZ-NAS's aggregation of the same ranks
+      (:func:`~nas_sampler.evolution.log_rank_sums`), which punishes one very bad rank more.
     * ``crowding``: the same fronts, each ordered by NSGA-II crowding distance (most isolated first).
     * ``tournament``: the survivors of the study's latest DARTS tournament (group winners first).
 
-    ``rescore`` (with ``rank_sum``): objectives that score genotypes on other batches and initial
-    weights, e.g. ``[objective.reseeded(s) for s in (1, 2)]``. The first ``finalists`` genotypes of
-    the order above are scored again by each, and reordered by their per-objective ranks among the
-    finalists summed over the study's values and every re-scoring. Each score is one noisy draw; the
-    finalists are the ones whose draws came out best, so picking among them by the same draws
-    favours luck (the winner's curse). Fresh draws do not.
+    ``rescore`` (with ``rank_sum`` or ``log_rank``): objectives that score genotypes on other batches
+    and initial weights, e.g. ``[objective.reseeded(s) for s in (1, 2)]``. The first ``finalists``
+    genotypes of the order above are scored again by each, and reordered by their per-objective ranks
+    among the finalists, aggregated by the rule and summed over the study's values and every
+    re-scoring. Each score is one noisy draw; the finalists are the ones whose draws came out best, so
+    picking among them by the same draws favours luck (the winner's curse). Fresh draws do not.
     """
     if rule not in RULES:
         raise ConfigError(f"rule={rule!r} is unknown; choose one of {', '.join(RULES)} (or pass trials=)")
@@ -117,15 +119,15 @@ def choose_trials(
     else:
         values = [t.values for t in done]
         ordered = []
-        score = rank_sums(values, study.directions)
+        score = AGGREGATIONS[rule](values, study.directions) if rule in AGGREGATIONS else None
         for front in non_dominated_sort(values, study.directions):
-            if rule == "rank_sum":
+            if score is not None:
                 ordered += [done[i] for i in sorted(front, key=lambda i: (score[i], i))]
             else:
                 ordered += [done[front[i]] for i in crowding_order([values[j] for j in front], study.directions)]
     chosen: list[FrozenTrial] = []
     seen: set[str] = set()
-    wanted = max(n_cells, finalists) if rescore and rule == "rank_sum" else n_cells
+    wanted = max(n_cells, finalists) if rescore and rule in AGGREGATIONS else n_cells
     for t in ordered:
         text = str(space.genotype_of(t))
         if text not in seen:
@@ -133,8 +135,8 @@ def choose_trials(
             chosen.append(t)
         if len(chosen) == wanted:
             break
-    if rescore and rule == "rank_sum" and len(chosen) >= n_cells:
-        chosen = _rescored_order(study, space, chosen, rescore)
+    if rescore and rule in AGGREGATIONS and len(chosen) >= n_cells:
+        chosen = _rescored_order(study, space, chosen, rescore, rule)
     if len(chosen) >= n_cells:
         return chosen[:n_cells]
     raise ConfigError(
@@ -166,17 +168,23 @@ def no_feasible_error(study: optuna.Study, done: Sequence[FrozenTrial]) -> Confi
 
 
 def _rescored_order(
-    study: optuna.Study, space: SearchSpace, finalists: list[FrozenTrial], rescore: Sequence[Rescorer]
+    study: optuna.Study,
+    space: SearchSpace,
+    finalists: list[FrozenTrial],
+    rescore: Sequence[Rescorer],
+    rule: str = "rank_sum",
 ) -> list[FrozenTrial]:
-    """``finalists`` by their per-objective ranks among themselves, summed over the stored values
-    and each re-scoring; a genotype degenerate under a re-scoring ranks last in it."""
+    """``finalists`` by their per-objective ranks among themselves aggregated by ``rule``, summed over
+    the stored values and each re-scoring; a genotype degenerate under a re-scoring ranks last in it."""
     from nas_sampler.heuristics import HeuristicError
+
+    aggregate = AGGREGATIONS[rule]
 
     names = study.metric_names
     if names is None:
         raise ConfigError(f"study {study.study_name!r} records no metric names; it cannot be re-scored by name")
     worst = [np.inf if d == optuna.study.StudyDirection.MINIMIZE else -np.inf for d in study.directions]
-    total = rank_sums([t.values for t in finalists], study.directions).astype(float)
+    total = aggregate([t.values for t in finalists], study.directions).astype(float)
     for objective in rescore:
         rows = []
         for t in finalists:
@@ -186,7 +194,7 @@ def _rescored_order(
             except HeuristicError:
                 rows.append(worst)
         values_array = np.array(rows, dtype=float)
-        total += rank_sums(np.where(np.isnan(values_array), np.array(worst), values_array), study.directions)
+        total += aggregate(np.where(np.isnan(values_array), np.array(worst), values_array), study.directions)
     return [finalists[i] for i in sorted(range(len(finalists)), key=lambda i: (total[i], i))]
 
 

@@ -19,6 +19,11 @@ share state; the scores themselves are in :mod:`nas_sampler.scores`, the capture
   *sample-wise* activation patterns, the binary vector of one ReLU unit's signs over the batch,
   counted over every unit of the network. More distinct patterns, a more expressive network, so a
   *small* (very negative) value is good. It reads the same ReLU codes as the activation score.
+* AZ-NAS's four (Lee & Ham 2024; ``metrics=[...]`` by name, :mod:`nas_sampler.scores`): expressivity
+  and progressivity from the spectral entropy of each block's features, trainability from a sketch
+  of each block's Jacobian (one backward pass through each block alone), complexity the
+  multiply-accumulates. The blocks are the network's declared ``feature_blocks()``
+  (:mod:`nas_sampler.blocks`).
 * :func:`score_all` computes any of them sharing work: one forward pass gives the ReLU codes and the
   layer inputs, one backward pass of the summed logits gives the input Jacobians and the gradient
   at every layer output, from which the per-sample weight gradients come in a few batched matrix
@@ -64,6 +69,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas_sampler.blocks import BlockRecorder
 from nas_sampler.capture import Call, Capture, GramSink, per_sample_grads
 from nas_sampler.device import resolve_device
 from nas_sampler.errors import ConfigError, NASError
@@ -378,7 +384,12 @@ def _score(
     need_ntk_fast = "ntk" in needs and mode == "fast"
     need_codes = bool(needs & {"relu_codes", "module_codes"})
     need_jac = "input_jacobian" in needs
-    need_frozen = need_ntk_fast or need_codes or need_jac
+    need_macs = "macs" in needs
+    # AZ-NAS's blocks: their features, and a backward pass through each block alone
+    blocks = BlockRecorder(net, B, _draw_seed(), images.device) if "block_features" in needs else None
+    need_grad = need_ntk_fast or need_jac or blocks is not None
+    need_frozen = need_ntk_fast or need_codes or need_jac or need_macs or blocks is not None
+    macs = 0
     reasons: dict[str, str] = {}
     scores: dict[str, float] = {}
 
@@ -411,17 +422,21 @@ def _score(
                 net(images)
             stats = cap.stats
         handles = [m.register_forward_hook(relu_hook) for m, _ in stores.values()]
+        handles += blocks.hooks() if blocks is not None else []
         try:
             for start in range(0, B, chunk):
                 rows = slice(start, min(B, start + chunk))
                 calls_seen.clear()
-                x = images[rows].clone().requires_grad_(need_jac)
-                cap = Capture(tracked, "frozen", stats=stats, record=need_ntk_fast)
-                with torch.set_grad_enabled(need_ntk_fast or need_jac), cap:
+                x = images[rows].clone().requires_grad_(need_jac or blocks is not None)
+                cap = Capture(tracked, "frozen", stats=stats, record=need_ntk_fast, count_macs=need_macs and start == 0)
+                with torch.set_grad_enabled(need_grad), cap:
                     out = net(x)
                 if not torch.isfinite(out).all():
                     nonfinite = True
                     break
+                macs += cap.macs
+                if blocks is not None:
+                    blocks.finish_chunk(rows)
                 if not (need_ntk_fast or need_jac):
                     continue
                 S = out.reshape(out.shape[0], -1).sum(1)
@@ -444,13 +459,20 @@ def _score(
             return _exact_theta(net, images, params)
         return sink.result() if sink is not None else torch.zeros(B, B, dtype=torch.float64)
 
-    recorded = Pass(B, codes, in_jac, ntk, module_codes)
+    recorded = Pass(B, codes, in_jac, ntk, module_codes, macs=macs)
+    if blocks is not None:
+        recorded.blocks = blocks.record
     if coupled is not None:
         recorded.coupled_jacobian, theta = coupled
         recorded.ntk_weights_coupled = lambda: theta
     for name in want:
         _finish(scores, reasons, name, lambda name=name: SCORES[name].compute(recorded))
     return {k: scores[k] for k in want}, reasons
+
+
+def _draw_seed() -> int:
+    """A seed from torch's generator (seeded by ``score_all``'s ``seed``) for the pass's own draws."""
+    return int(torch.randint(0, 2**62, (1,)))
 
 
 def _frozen_backward(

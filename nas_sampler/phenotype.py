@@ -81,6 +81,11 @@ class SkeletonNetwork(nn.Module):
         x = self.lastact(self.cells(self.stem(x)))
         return self.classifier(self.global_pooling(x).flatten(1))
 
+    def feature_blocks(self) -> list[nn.Module]:
+        """The cells and reduction blocks in order: the first reads the stem's output, each the one
+        before's (AZ-NAS's blocks, :mod:`nas_sampler.blocks`)."""
+        return list(self.cells)
+
 
 class StagedNetwork(SkeletonNetwork):
     """NAS-Bench-201's macro skeleton: a 3x3 stem, three stages of cells at ``width``, 2x and 4x
@@ -157,6 +162,10 @@ class FinalNetwork(nn.Module):
         for cell, pool in zip(self.cells, self.pools, strict=True):
             x = torch.cat([cell(x), pool(x)], dim=1)
         return self.head(x)
+
+    def feature_blocks(self) -> list[nn.Module]:
+        """The searched cells in order (AZ-NAS's blocks, :mod:`nas_sampler.blocks`)."""
+        return list(self.cells)
 
 
 def count_parameters(net: nn.Module) -> int:

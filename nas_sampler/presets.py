@@ -127,12 +127,13 @@ class SearchConfig:
                 f"storage.grace_period = {self.storage.grace_period} must exceed storage.heartbeat_interval = "
                 f"{self.storage.heartbeat_interval}"
             )
+        from nas_sampler.evolution import REDUCTIONS
         from nas_sampler.sampler import MODES
 
         choices = {
             "search.ntk_mode": (self.search.ntk_mode, ("fast", "exact")),
             "search.device": (self.search.device, ("auto", "cpu", "cuda")),
-            "search.reduction": (self.search.reduction, ("rank_sum", "crowding")),
+            "search.reduction": (self.search.reduction, REDUCTIONS),
             "search.mode": (self.search.mode, MODES),
             "data.strategy": (self.data.strategy, ("random", "class_focused")),
         }

@@ -97,7 +97,8 @@ class GeneticCellSampler(BaseGASampler):
             and extra workers agree; other generation sizes than the recorded ones are refused.
         crossover_prob, mutation_prob, exploration, exploration_decay, min_kind_prob, max_retries:
             see :class:`~nas_sampler.evolution.EvolutionConfig`.
-        reduction: ``"rank_sum"`` (the original's rule) or ``"crowding"`` (NSGA-II's).
+        reduction: ``"rank_sum"`` (the original's rule), ``"log_rank"`` (AZ-NAS's aggregation of the
+            same ranks) or ``"crowding"`` (NSGA-II's).
         selector: replaces Pareto selection entirely (any :class:`ParentSelector`).
         tournament: a :class:`ParentSelector` with ``is_tournament_generation(generation)`` (or an
             integer ``every``), used instead of the selector for the parents of those generations

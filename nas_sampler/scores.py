@@ -19,6 +19,12 @@ scores are those definitions exactly (``docs/scores.md`` says how each differs),
 * ``"ntk_weights_coupled"``: TE-NAS's NTK, of the parameters whose name contains ``weight`` only,
   with the batch statistics coupling the samples (one backward per sample).
 
+AZ-NAS's scores (Lee & Ham, 2024) need:
+
+* ``"block_features"``: the channel covariances of the network's successive features and a sketch
+  of each block's Jacobian, from one backward pass through each block alone (:mod:`nas_sampler.blocks`);
+* ``"macs"``: the multiply-accumulates of every ``conv2d`` and ``linear`` call, per sample.
+
 A new score is one function decorated with :func:`register_score`; it then works everywhere a metric
 name does (``TrainingFreeObjective(metrics=...)``, presets, ``--metrics``).
 """
@@ -32,14 +38,18 @@ from typing import Any
 
 import torch
 
+from nas_sampler.blocks import BlockRecord
+
 #: What a score can ask the fused pass for.
 NEEDS: tuple[str, ...] = (
-    "relu_codes", "input_jacobian", "ntk", "module_codes", "coupled_jacobian", "ntk_weights_coupled"
+    "relu_codes", "input_jacobian", "ntk", "module_codes", "coupled_jacobian", "ntk_weights_coupled",
+    "block_features", "macs",
 )  # fmt: skip
 
 #: Returned for a degenerate score with ``on_degenerate="worst"``. Above every non-degenerate value:
 #: ``activation <= 0`` (a non-singular integer matrix has ``|det| >= 1``), ``jacobian <= B (1/k + log B)``
-#: (about ``6.4e6`` at ``B = 64``) and ``ntk_cond <= 1 / NTK_RTOL``.
+#: (about ``6.4e6`` at ``B = 64``), ``ntk_cond <= 1 / NTK_RTOL``; ``expressivity`` and ``complexity`` are
+#: ``<= 0``, ``progressivity <= log C`` and ``trainability`` is degenerate from this value on.
 WORST_SCORE: float = 1e15
 
 #: ``Theta`` is treated as singular when ``lambda_min <= NTK_RTOL * lambda_max``: ``Theta`` is built from
@@ -65,6 +75,8 @@ class Pass:
     module_codes: dict[tuple[int, int], list[torch.Tensor]] = field(default_factory=dict)
     coupled_jacobian: torch.Tensor | None = None  # B x pixels
     ntk_weights_coupled: Callable[[], torch.Tensor | None] = lambda: None
+    blocks: BlockRecord = field(default_factory=BlockRecord)
+    macs: int = 0  # per sample
 
 
 @dataclass(frozen=True)
@@ -206,3 +218,78 @@ def swap(p: Pass) -> float:
         keys.append(words)
     k = torch.cat(keys)
     return -float(torch.unique(k[:, 0]).numel() if k.shape[1] == 1 else torch.unique(k, dim=0).shape[0])
+
+
+# ----------------------------------------------------------------------------- AZ-NAS (Lee & Ham, 2024)
+
+
+@register_score("expressivity", ("block_features",))
+def expressivity(p: Pass) -> float:
+    """AZ-NAS's expressivity, negated: minus the sum over the features (:mod:`nas_sampler.blocks`) of the
+    entropy of the normalised eigenvalues of each one's channel covariance. Features that use every
+    direction of their channel space alike (isotropic) have the largest entropy, ``log C``; features on
+    one line have 0. AZ-NAS maximises the sum, so its negative is minimised."""
+    return -sum(feature_entropies(p))
+
+
+@register_score("progressivity", ("block_features",))
+def progressivity(p: Pass) -> float:
+    """AZ-NAS's progressivity, negated: minus the smallest increase of that entropy from one feature to
+    the next. A network whose every block adds expressivity is good; one block that loses much of it
+    (a cell that collapses its features) makes the score large."""
+    h = feature_entropies(p)
+    if len(h) < 2:
+        raise Degenerate("the network has no block, so no feature follows another")
+    return 0.0 - min(b - a for a, b in zip(h, h[1:], strict=False))  # 0.0 -: no negative zero
+
+
+@register_score("trainability", ("block_features",))
+def trainability(p: Pass) -> float:
+    """AZ-NAS's trainability, negated: the mean over the block calls of ``sigma + 1/sigma - 2``, ``sigma``
+    the spectral norm of the estimate of the block's Jacobian from its input to its output. 0, the best,
+    when every block passes gradients on neither amplified nor damped (``sigma = 1``), so they neither
+    explode nor vanish through depth. As in AZ-NAS's code, a block that is exactly the identity (the
+    gradient passes unchanged: a cell of skips alone, nothing to train) makes the network degenerate."""
+    terms = []
+    for k, sketch in enumerate(p.blocks.jacobians):
+        if not sketch.paired:
+            continue
+        if sketch.identity:
+            raise Degenerate(f"block call {k} is the identity map: it passes the gradient unchanged, nothing to train")
+        sigma = float(torch.linalg.matrix_norm(sketch.jacobian(), ord=2))
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise Degenerate(f"block call {k}'s output does not depend on its input (Jacobian estimate {sigma:g})")
+        terms.append(sigma + 1.0 / sigma - 2.0)
+    if not terms:
+        raise Degenerate("no block's input and output could be paired position by position")
+    value = sum(terms) / len(terms)
+    if value >= WORST_SCORE:
+        raise Degenerate(f"a block's Jacobian is near zero (trainability {value:.3g})")
+    return value
+
+
+@register_score("complexity", ("macs",))
+def complexity(p: Pass) -> float:
+    """AZ-NAS's complexity, negated: minus the multiply-accumulates per sample of every ``conv2d`` and
+    ``linear`` call (the FLOPs it counts; :func:`nas_sampler.phenotype.count_flops` on the same network).
+    AZ-NAS rewards capacity, so more is better. Alone it is a size proxy, like the parameter count."""
+    return -float(p.macs)
+
+
+def feature_entropies(p: Pass) -> list[float]:
+    """The spectral entropy of every recorded feature's channel covariance, in order."""
+    if not p.blocks.features:
+        raise Degenerate("the network has no feature block (or none was called)")
+    return [_spectral_entropy(m.covariance(), k) for k, m in enumerate(p.blocks.features)]
+
+
+def _spectral_entropy(cov: torch.Tensor, k: int) -> float:
+    """``-sum(q log q)``, ``q`` the covariance's eigenvalues over their sum (rounding's negatives as 0)."""
+    if not torch.isfinite(cov).all():
+        raise Degenerate(f"feature {k} has NaN or infinite values")
+    ev = torch.linalg.eigvalsh(cov).clamp(min=0)
+    total = float(ev.sum())
+    if total <= 0:
+        raise Degenerate(f"feature {k} is constant over the batch: its covariance is zero")
+    q = ev[ev > 0] / total
+    return float(-(q * q.log()).sum())

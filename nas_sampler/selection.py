@@ -40,8 +40,8 @@ class ParentSelector(Protocol):
 class ParetoSelector:
     """(mu + lambda) survival by non-dominated sorting; the overflowing front is reduced by
     ``reduction``: ``"rank_sum"`` (the original's: per-objective ranks summed, the best of each
-    objective always kept) or ``"crowding"`` (NSGA-II). Honours ``trial.set_constraint`` by
-    constrained domination."""
+    objective always kept), ``"log_rank"`` (the same with AZ-NAS's sum of log ranks) or ``"crowding"``
+    (NSGA-II). Honours ``trial.set_constraint`` by constrained domination."""
 
     def __init__(self, reduction: str = "rank_sum") -> None:
         if reduction not in REDUCTIONS:
