@@ -132,6 +132,20 @@ def _agrees(by_slot: dict[tuple[int, int], list[str]], reference: dict[tuple[int
     return all(len(v) == 1 and reference.get(k) == v for k, v in by_slot.items())
 
 
+def _differences(trials: Any, by_slot: dict[tuple[int, int], list[str]], reference: dict) -> list[str]:
+    """What a person needs to see where a study left the uninterrupted run: each slot that differs, and
+    every trial that ran for it (number, state, retry of which trial, genotype)."""
+    lines = []
+    for key in sorted(k for k, v in by_slot.items() if not (len(v) == 1 and reference.get(k) == v)):
+        lines.append(f"  slot {key}: uninterrupted {reference.get(key)}, here {by_slot[key]}")
+        for t in trials:
+            tag = t.system_attrs.get("GeneticCellSampler:slot") or {}
+            if (tag.get("generation"), tag.get("slot")) == key:
+                retry = t.system_attrs.get("failed_trial")  # nas_sampler.schema.RETRY
+                lines.append(f"    trial {t.number} {t.state.name} retry of {retry}: {t.user_attrs.get('genotype')}")
+    return lines
+
+
 def _first_completion_after(trials: Any, since: float) -> float | None:
     ends = [t.datetime_complete.timestamp() for t in trials if t.state.name == "COMPLETE"]
     later = [e for e in ends if e >= since]
@@ -151,7 +165,7 @@ def campaign(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]
     kills = identical = lost = 0
     stalls: list[float] = []
     completed_before: dict[int, tuple[float, ...]] = {}
-    finished = False
+    finished = told = False
     while not finished:
         ready.unlink(missing_ok=True)
         proc = subprocess.Popen(_command(url, name, args, ready), stderr=subprocess.PIPE, text=True)
@@ -180,6 +194,9 @@ def campaign(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]
             continue
         kills += 1
         identical += _agrees(by_slot, reference)
+        if not _agrees(by_slot, reference) and not told:
+            print("\n".join(["the study left the uninterrupted run:", *_differences(trials, by_slot, reference)]))
+            told = True
         print(f"kill {kills}: {len(values)} trials completed, agrees: {_agrees(by_slot, reference)}", flush=True)
         time.sleep(GRACE_S + 1.2)  # the next run starts after the grace period
     by_slot, _, trials = _slots(url, name)

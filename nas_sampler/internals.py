@@ -312,6 +312,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: Tr
     except ImportError as e:
         _fast_path_off(f"Optuna {optuna.__version__}'s tell helpers are not where they were ({e})")
         return study.tell(trial, values, state=state, skip_if_finished=True)
+    forget_cached_trials(study)  # as tell does: the cache is only valid within a trial
     frozen = storage_of(study).get_trial(trial_id_of(trial))
     if frozen.state.is_finished():
         return copy.deepcopy(frozen)
