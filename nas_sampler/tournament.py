@@ -8,9 +8,12 @@ Every ``every``-th generation the sampler hands the generation's candidates to
 every candidate cell. A stem (3x3 convolution, stride 2 by default: the cells work at half
 resolution, a quarter of the cost) feeds all groups: every group reads the same stem output (so a
 group of useless cells cannot starve another group), the cells of a group sit side by side at that
-one depth, and their outputs are mixed by a softmax over one learnable ``alpha`` per candidate. The
-mixed outputs of all groups are concatenated, then ReLU, global average pooling and a linear
-classifier. The network weights are
+one depth, and their outputs are mixed by a softmax over one learnable ``alpha`` per candidate. Each
+group's mix has its own ReLU, global average pooling and linear classifier, and the loss is the sum
+of the groups' losses, so a group's alpha follows only its own loss. (With one classifier on the
+concatenation of all groups, the other groups' features already explained the labels and a group's
+alpha gradient was mostly noise: the group's best NAS-Bench-201 cell won far less often, at the same
+cost; figures in docs/results.md.) The network weights are
 trained for ``warmup_steps`` alone, then weights and alphas together for ``steps`` (first-order DARTS:
 a weight step on a training batch, then an alpha step on a validation batch drawn from a disjoint part
 of the data). The candidate with the largest alpha in each group wins.
@@ -19,11 +22,11 @@ Cells map ``C_in`` to their own width (CellSpace cells have differing output cha
 output width differs from the supernet width is projected by a 1x1 convolution and an affine-free
 BatchNorm (affine-free, as in DARTS's search phase, so that a learned output scale cannot stand in for
 alpha); a cell that already has the supernet width is mixed as it is, as DARTS mixes operations.
-There is no normalisation between the mix and the classifier, so the mix's scale, and therefore the
+There is no normalisation between the mix and its classifier, so the mix's scale, and therefore the
 share of a cell whose output carries nothing, matters to the loss.
 
 DARTS is known to favour parameter-free operations (skip connections, pooling); see
-``benchmarks/tournament_bias.py`` for how strongly this tournament shows that bias.
+``benchmarks/tournament_bias.py`` for which cells this tournament favours.
 
 Results are stored in the study (``nas_sampler:tournament:<generation>`` study user attribute: groups,
 winners, survivors, every candidate's alpha, the loss curves), so a resumed search reuses them.
@@ -177,7 +180,9 @@ class _MixedGroup(nn.Module):
 
 
 class TournamentSupernet(nn.Module):
-    """Stem, the groups side by side on the stem output, concatenation, ReLU, pooling, classifier."""
+    """Stem, the groups side by side on the stem output, each with its own ReLU, pooling and classifier.
+
+    ``forward`` returns the logits of every group, ``groups x batch x classes``."""
 
     def __init__(
         self,
@@ -196,7 +201,7 @@ class TournamentSupernet(nn.Module):
         self.groups = nn.ModuleList(
             _MixedGroup([_Candidate(space.cell(genotypes[i], width, 1), width) for i in group]) for group in groups
         )
-        self.classifier = nn.Linear(width * len(groups), num_classes)
+        self.heads = nn.ModuleList(nn.Linear(width, num_classes) for _ in groups)
 
     def alphas(self) -> list[nn.Parameter]:
         return [g.alpha for g in self.groups]
@@ -207,8 +212,13 @@ class TournamentSupernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.stem(x)
-        h = torch.cat([g(s) for g in self.groups], dim=1)
-        return self.classifier(F.adaptive_avg_pool2d(F.relu(h), 1).flatten(1))
+        pooled = (F.adaptive_avg_pool2d(F.relu(g(s)), 1).flatten(1) for g in self.groups)
+        return torch.stack([head(h) for h, head in zip(pooled, self.heads, strict=True)])
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The sum of the groups' cross-entropies: each group trains as if it were alone on the stem."""
+        logits = self.forward(x)
+        return F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits)), reduction="sum") / len(y)
 
 
 # ----------------------------------------------------------------------------- the pure function
@@ -222,8 +232,8 @@ class TournamentResult:
     alphas: list[float]  # raw alpha per candidate
     weights: list[float]  # softmax of alpha within the candidate's group
     winners: list[int]  # one per group: the largest alpha (ties: the earlier candidate)
-    loss_curve: list[float]  # training loss of every weight step (warm-up first)
-    val_loss_curve: list[float] = field(default_factory=list)  # validation loss of every alpha step
+    loss_curve: list[float]  # mean group training loss of every weight step (warm-up first)
+    val_loss_curve: list[float] = field(default_factory=list)  # mean group validation loss of every alpha step
     seconds: float = 0.0
 
     def share(self, i: int) -> float:
@@ -348,20 +358,20 @@ def run_tournament(
                 x, y = x.to(dev), y.to(dev)
                 w_opt.zero_grad(set_to_none=True)
                 a_opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(net(x), y)
+                loss = net.loss(x, y)
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.weights(), 5.0)
                 w_opt.step()
-                loss_curve.append(float(loss.detach()))
+                loss_curve.append(float(loss.detach()) / len(groups))  # per group: comparable across sizes
                 if step >= warmup_steps:  # first-order DARTS: alphas follow the validation loss
                     xv, yv = source.next("val")
                     xv, yv = xv.to(dev), yv.to(dev)
                     w_opt.zero_grad(set_to_none=True)
                     a_opt.zero_grad(set_to_none=True)
-                    vloss = F.cross_entropy(net(xv), yv)
+                    vloss = net.loss(xv, yv)
                     vloss.backward()
                     a_opt.step()
-                    val_curve.append(float(vloss.detach()))
+                    val_curve.append(float(vloss.detach()) / len(groups))
                 if not math.isfinite(loss_curve[-1]):
                     raise ConfigError(
                         f"the tournament's training loss became {loss_curve[-1]} at step {step}; pass a smaller lr "

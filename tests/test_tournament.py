@@ -58,6 +58,30 @@ def test_cell_space_group_picks_the_informative_cell_over_zeroed_cells(zero_op: 
     assert r.winners == [1]
 
 
+def test_a_groups_alpha_follows_only_its_own_loss() -> None:
+    """Each group has its own classifier: another group's cells cannot change a group's alpha gradient
+    (with one classifier on every group's features they did, and the alphas were mostly noise)."""
+    space = NB201Space()
+    rng = __import__("numpy").random.default_rng(4)
+    gens = [space.random(rng) for _ in range(4)]
+    x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 3
+
+    def alpha_grads(perturb: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        net = tmod.TournamentSupernet(space, gens, [[0, 1], [2, 3]], num_classes=3, width=4)
+        if perturb:
+            with torch.no_grad():
+                for p in [*net.groups[1].parameters(), *net.heads[1].parameters()]:
+                    p.add_(torch.randn_like(p))
+        net.loss(x, y).backward()
+        return [a.grad.clone() for a in net.alphas()]
+
+    plain, perturbed = alpha_grads(False), alpha_grads(True)
+    assert torch.equal(plain[0], perturbed[0])
+    assert not torch.equal(plain[1], perturbed[1])
+    assert tmod.TournamentSupernet(space, gens, [[0, 1], [2, 3]], 3, width=4)(x).shape == (2, 8, 3)
+
+
 def test_deterministic_for_a_seed_on_cpu() -> None:
     space = NB201Space()
     rng = __import__("numpy").random.default_rng(3)
