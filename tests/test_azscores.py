@@ -3,16 +3,13 @@ known, through the objective on every space's network, and the log-rank rule bes
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 import torch
+from conftest import run_benchmark
 from torch import nn
 
 from nas_sampler import CellSpace, NB201Space, SSSSpace, TrainingFreeObjective
@@ -35,7 +32,6 @@ from nas_sampler.selection import ParetoSelector
 from nas_sampler.space import record_space
 
 AZ = ["expressivity", "progressivity", "trainability", "complexity"]
-REPO = Path(__file__).resolve().parents[1]
 C = 8
 
 
@@ -241,16 +237,11 @@ def test_log_rank_is_a_rule_of_survival_and_of_the_final_choice() -> None:
 
 
 def test_the_correlation_benchmark_reports_every_combination_by_name(nb201_csv, cifar10_root, tmp_path) -> None:
-    r = subprocess.run(
-        [
-            sys.executable, str(REPO / "benchmarks" / "nb201_correlation.py"), "--n", "6", "--exact-n", "6",
-            "--batch-size", "8", "--exact-batch", "4", "--cost-n", "1", "--threads", "1",
-            "--csv", str(nb201_csv), "--data", str(cifar10_root / "train"), "--out", str(tmp_path),
-        ],
-        capture_output=True, text=True, timeout=600,
+    last = run_benchmark(
+        "nb201_correlation.py", "--n", "6", "--exact-n", "6", "--batch-size", "8", "--exact-batch", "4",
+        "--cost-n", "1", "--threads", "1", "--csv", str(nb201_csv), "--data", str(cifar10_root / "train"),
+        "--out", str(tmp_path), timeout=600,
     )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    last = json.loads(r.stdout.strip().splitlines()[-1])
     assert last["n"] == 6 and set(last["combinations"]) <= set(last["kendall_tau"])
     assert {"az_nas", "rank_sum_exact_swap_params", *AZ, "jacobian_naswot"} <= set(last["kendall_tau"])
     assert set(last["best_of_subset"]) == set(last["kendall_tau"])

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, run_benchmark
 
 from nas_sampler.space.sss import read_ground_truth
 
@@ -19,16 +19,10 @@ SSS_CSV = SHARED_DATA / "nats_sss" / "cifar10_test_accuracy.csv"
 def test_sss_search_benchmark_runs_end_to_end(tmp_path, cifar10_root) -> None:
     if not SSS_CSV.exists():
         pytest.skip(f"NATS-Bench size-space table not found at {SSS_CSV}")
-    r = subprocess.run(
-        [
-            sys.executable, str(REPO / "benchmarks" / "sss_search.py"), "--samplers", "genetic,random",
-            "--seeds", "1", "--budget", "12", "--batch-size", "8", "--population", "6",
-            "--csv", str(SSS_CSV), "--data", str(cifar10_root / "train"), "--out", str(tmp_path),
-        ],
-        capture_output=True, text=True, timeout=900,
+    last = run_benchmark(
+        "sss_search.py", "--samplers", "genetic,random", "--seeds", "1", "--budget", "12", "--batch-size", "8",
+        "--population", "6", "--csv", str(SSS_CSV), "--data", str(cifar10_root / "train"), "--out", str(tmp_path),
     )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    last = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(last) == {"genetic", "random"}
     saved = json.loads((tmp_path / "results.json").read_text())
     best = saved["reference"]
