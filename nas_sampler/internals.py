@@ -259,43 +259,36 @@ def _upsert_of(db: _RDB) -> Callable[..., Any] | None:
 
 
 def _write_attrs(db: _RDB, session: Any, trial_id: int, model: Any, attrs: dict[str, Any]) -> None:
-    insert = _upsert_of(db)
-    if not attrs or insert is None:
-        return
     rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    statement = insert(model).values(rows)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["trial_id", "key"], set_={"value_json": statement.excluded.value_json}
-        )
-    )
+    _upsert(db, session, model, rows, ("trial_id", "key"))
+
+
+def _upsert(db: _RDB, session: Any, model: Any, rows: list[dict[str, Any]], unique: tuple[str, ...]) -> None:
+    """``rows`` into ``model``'s table in one statement, a row whose ``unique`` columns exist replacing
+    its other columns (callers have checked that the dialect has an upsert: :func:`_upsert_of`)."""
+    if not rows:
+        return
+    statement = _upsert_of(db)(model).values(rows)
+    replaced = {c: statement.excluded[c] for c in rows[0] if c not in unique}
+    session.execute(statement.on_conflict_do_update(index_elements=list(unique), set_=replaced))
 
 
 def _finish(storage: BaseStorage, trial_id: int, state: TrialState, values: list[float] | None) -> None:
     """Optuna's ``set_trial_state_values`` for a finishing trial in three statements where the storage
     allows (the trial locked and checked, its values in one upsert, its state), not one per value."""
     db = _open(storage)
-    insert = None if db is None else _upsert_of(db)
-    if db is None or insert is None or not state.is_finished():
+    if db is None or _upsert_of(db) is None or not state.is_finished():
         storage.set_trial_state_values(trial_id, state, values)
         return
     V = db.models.TrialValueModel
+    rows = []
+    for objective, v in enumerate(values or []):
+        stored, kind = V.value_to_stored_repr(v)
+        rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
     with db.session(True) as session:
         row = db.trials.find_or_raise_by_id(trial_id, session, for_update=True)
         db.storage.check_trial_is_updatable(trial_id, row.state)
-        if values:
-            rows = []
-            for objective, v in enumerate(values):
-                stored, kind = V.value_to_stored_repr(v)
-                rows.append({"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind})
-            statement = insert(V).values(rows)
-            excluded = statement.excluded
-            session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["trial_id", "objective"],
-                    set_={"value": excluded.value, "value_type": excluded.value_type},
-                )
-            )
+        _upsert(db, session, V, rows, ("trial_id", "objective"))
         row.state = state
         row.datetime_complete = datetime.now()
 
