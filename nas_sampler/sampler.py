@@ -435,7 +435,9 @@ class GeneticCellSampler(BaseGASampler):
                     t = trials[n] if n < len(trials) else None
                     if t is not None and t.state == TrialState.COMPLETE and t.values is not None:
                         done.setdefault(ctx.ledger[n], t)
-                offspring = list(done.values())
+                # in slot order, not trial order: a retried slot has a later number, and ties in
+                # selection must break the same way as in the uninterrupted run
+                offspring = [done[slot] for slot in sorted(done)]
             pool = [trials[n] for n in prev.parent_numbers] + [
                 t for t in offspring if t.number not in prev.parent_numbers
             ]

@@ -542,7 +542,10 @@ class DartsTournament:
         # under constraints (a parameter budget) only the networks within them compete, as survival ranks
         # every feasible trial above every infeasible one; the others follow, least violation first
         violations = constraint_violations(list(unique.values()))
-        trials = sorted(unique.values(), key=lambda t: t.number)
+        # groups are drawn over the candidates in slot order (trial order when the sampler has no slots):
+        # a retried slot's trial has a later number, and must land in the group the uninterrupted run gave it
+        slot_of = getattr(study.sampler, "slot_of", None)
+        trials = sorted(unique.values(), key=lambda t: slot_of(study, t) if slot_of else (t.number,))
         tail: list[int] = []
         if violations is not None:
             over = dict(zip(unique, violations, strict=True))
@@ -551,7 +554,7 @@ class DartsTournament:
         numbers = [t.number for t in trials]
         key = f"{TOURNAMENT_ATTR_PREFIX}{generation}"
         stored = study.user_attrs.get(key)
-        if stored is not None and sorted(stored.get("candidates", [])) == numbers:
+        if stored is not None and sorted(stored.get("candidates", [])) == sorted(numbers):
             logger.info("generation %d: reusing the stored DARTS tournament", generation)
             return self._pick(unique, stored["survivors"], n_survivors)
         if stored is not None:

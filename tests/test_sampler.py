@@ -19,7 +19,7 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from nas_sampler import heartbeat, trial_reader
+from nas_sampler import DartsTournament, heartbeat, trial_reader
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import storage_of, study_id_of, trial_id_of
@@ -279,6 +279,51 @@ def test_a_late_retry_counts_in_its_own_generation(tmp_path: Path, db) -> None:
     sizes = Counter(t.system_attrs[KEY]["generation"] for t in study.trials if t.state == TrialState.COMPLETE)
     assert sizes == {0: 4, 1: 4, 2: 4}  # 12 completed trials; generation 0 has exactly 4, not 5
     _assert_exact_generations(study, 4, 4)
+
+
+@pytest.mark.parametrize("selection", ["pareto", "tournament"])
+def test_a_retry_with_a_later_number_breeds_the_same_generation(db, selection: str) -> None:
+    """A retried slot's trial has a later number than its generation's other members; selection must
+    see the generation in slot order, not trial order, or ties break another way (and a tournament
+    draws other groups) and the resumed search leaves the uninterrupted one (seen in the kill
+    campaign: a differing child in generation 3)."""
+
+    def tied(trial: optuna.Trial) -> tuple[float, float, float]:
+        SPACE.suggest(trial)
+        return 0.0, 0.0, 0.0  # every candidate ties: the order selection sees them in decides
+
+    def study_on(name: str) -> optuna.Study:
+        storage = RDBStorage(
+            db(name), heartbeat_interval=60, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(3)
+        )
+        tournament = None
+        if selection == "tournament":  # tiny, on the built-in data: every generation's parents by tournament
+            tiny = dict(steps=4, warmup_steps=2, batch_size=8, width=4)
+            tournament = DartsTournament(data="builtin", every=1, size=2, device="cpu", seed=0, **tiny)
+        sampler = GeneticCellSampler(population_size=4, offspring_per_generation=4, seed=5, tournament=tournament)
+        return optuna.create_study(storage=storage, directions=["minimize"] * 3, sampler=sampler)
+
+    def by_slot(study: optuna.Study) -> dict[tuple[int, int], str]:
+        return {
+            (t.system_attrs[KEY]["generation"], t.system_attrs[KEY]["slot"]): t.user_attrs["genotype"]
+            for t in study.get_trials(states=(TrialState.COMPLETE,))
+        }
+
+    straight = study_on("straight")
+    straight.optimize(tied, n_trials=12)
+    killed = study_on("killed")
+    killed.optimize(tied, n_trials=2)
+    with pytest.warns(UserWarning):
+        orphan = killed.ask()  # slot 2 of generation 0; its worker dies
+    SPACE.suggest(orphan)
+    heartbeat.stop(storage_of(killed), trial_id_of(orphan))
+    killed.optimize(tied, n_trials=1)  # slot 3 completes before slot 2's retry exists
+    storage = storage_of(killed)
+    storage.set_trial_state_values(trial_id_of(orphan), state=TrialState.FAIL)  # found stale
+    storage.get_heartbeat_stale_trial_callback()(killed, killed.trials[orphan.number])
+    killed.optimize(tied, n_trials=9)  # the retry (trial 4) re-takes slot 2, then generations 1 and 2
+    assert killed.trials[4].system_attrs["failed_trial"] == orphan.number
+    assert by_slot(killed) == by_slot(straight)
 
 
 def test_parent_cache_is_one_attribute_and_recomputes_identically(tmp_path: Path, db) -> None:
