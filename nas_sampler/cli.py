@@ -35,7 +35,8 @@ from nas_sampler.presets import SearchConfig, config_from_dict, find_preset, lis
 from nas_sampler.progress import SearchProgress, finished_trials
 from nas_sampler.selection import feasible_trials
 from nas_sampler.space import SPACES
-from nas_sampler.worker import connection_error, file_lock, first_line, run_trials, work_left
+from nas_sampler.study_lock import file_lock
+from nas_sampler.worker import connection_error, first_line, run_trials, work_left
 
 _log = logging.getLogger(__name__)
 CONFIG_ATTR = schema.CONFIG

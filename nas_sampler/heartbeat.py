@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from collections.abc import Callable
 
 import optuna
 from optuna.storages import BaseStorage
@@ -34,7 +35,9 @@ from nas_sampler.internals import (
     silent_trials,
     storage_of,
     study_id_of,
+    trial_id_of,
 )
+from nas_sampler.study_lock import StudyLock
 
 _log = logging.getLogger(__name__)
 
@@ -124,20 +127,64 @@ def stale_trial_ids(storage: BaseStorage, study_id: int) -> list[int]:
 
 
 def fail_stale(study: optuna.Study) -> list[int]:
-    """Fail the study's stale trials and hand each to the storage's stale-trial callback, as Optuna's
-    ``fail_stale_trials`` does, with :func:`stale_trial_ids`' wider rule; the numbers failed here."""
-    storage = storage_of(study)
-    failed: list[FrozenTrial] = []
-    for trial_id in stale_trial_ids(storage, study_id_of(study)):
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                failed.append(copy.deepcopy(storage.get_trial(trial_id)))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it first, and runs its callback
+    """Fail the study's stale trials (:func:`stale_trial_ids`' wider rule than Optuna's) and hand each
+    to the storage's stale-trial callback (:func:`heal`); the numbers failed here."""
+    return [t.number for t in heal(storage_of(study), study_id_of(study), lambda: study)]
+
+
+def heal(
+    storage: BaseStorage, study_id: int, study_of: Callable[[], optuna.Study], trial_ids: list[int] | None = None
+) -> list[FrozenTrial]:
+    """Fail stale trials (or the running ones of ``trial_ids``: cut off from the database) and retry
+    them; the trials failed here. ``study_of()`` gives the study that the storage's stale-trial
+    callback is handed (built only when a trial needs it).
+
+    With nas-sampler's :class:`RetryKilledTrial` the retry is made first and the trial failed second,
+    under the study's lock (:mod:`nas_sampler.study_lock`): a worker killed in between leaves a retry
+    and a trial still stale, which the next worker fails without retrying it twice. (Optuna's order,
+    fail and then retry, leaves a failed slot with no retry when the kill lands between the two.)"""
+    if trial_ids is None and not stale_trial_ids(storage, study_id):
+        return []
     callback = storage.get_heartbeat_stale_trial_callback()  # type: ignore[attr-defined]
-    for trial in failed if callback is not None else []:
-        callback(study, trial)
-    return [t.number for t in failed]
+    retry_first = isinstance(callback, RetryKilledTrial)
+    backend = backend_of(storage)  # what the database holds now, not a cache
+    failed: list[FrozenTrial] = []
+    with StudyLock(storage, study_id)():
+        # (again: another worker may have healed them meanwhile)
+        ids = stale_trial_ids(storage, study_id) if trial_ids is None else trial_ids
+        retried = _retried(backend.get_all_trials(study_id, deepcopy=False)) if ids and retry_first else set()
+        for trial_id in ids:
+            trial = copy.deepcopy(backend.get_trial(trial_id))
+            if trial.state != TrialState.RUNNING:
+                continue
+            if retry_first and trial.number not in retried:
+                callback(study_of(), trial)
+            try:
+                if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    failed.append(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:  # its worker was alive after all and finished it
+                if retry_first:
+                    _cancel_retries(backend, study_id, trial.number)
+    if not retry_first and callback is not None:
+        study = study_of() if failed else None
+        for trial in failed:
+            callback(study, copy.deepcopy(storage.get_trial(trial_id_of(trial))))
+    return failed
+
+
+def _retried(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the trials that have a retry (Optuna's retry records the trials it replaces)."""
+    return {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, ())}
+
+
+def _cancel_retries(backend: BaseStorage, study_id: int, number: int) -> None:
+    """Fail the waiting retries of trial ``number``, which finished after all: its slot is done."""
+    for t in backend.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if number in t.system_attrs.get(RETRY_HISTORY, ()):
+            try:
+                backend.set_trial_state_values(trial_id_of(t), state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
 
 
 class RetryKilledTrial:

@@ -445,10 +445,16 @@ class FastRDBStorage(optuna.storages.RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:  # noqa: PLW3201  (Optuna's hook)
         """Optuna's stale trials plus the RUNNING ones that never had a heartbeat (see
-        :mod:`nas_sampler.heartbeat`), so Optuna's own ``fail_stale_trials`` heals them too."""
-        from nas_sampler.heartbeat import stale_trial_ids
+        :mod:`nas_sampler.heartbeat`), so Optuna's own ``fail_stale_trials`` heals them too. With
+        nas-sampler's retry callback they are healed here, retry first (``heartbeat.heal``), and none
+        is left for Optuna to fail: its order, fail then retry, loses the retry to a kill in between."""
+        from nas_sampler import heartbeat
 
-        return stale_trial_ids(self, study_id)
+        if isinstance(self.get_heartbeat_stale_trial_callback(), heartbeat.RetryKilledTrial):
+            name = self.get_study_name_from_id(study_id)
+            heartbeat.heal(self, study_id, lambda: optuna.load_study(study_name=name, storage=self))
+            return []
+        return heartbeat.stale_trial_ids(self, study_id)
 
 
 def _read(db: _RDB, condition: Any) -> list[FrozenTrial] | None:

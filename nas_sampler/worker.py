@@ -9,18 +9,14 @@ connection. The ``nas-sampler search`` and ``worker`` commands run this loop; Py
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-import sqlalchemy
 
 from nas_sampler import heartbeat, schema
 from nas_sampler.errors import NASError
@@ -34,6 +30,7 @@ from nas_sampler.internals import (
     trial_id_of,
 )
 from nas_sampler.sampler import RETRY_ATTR
+from nas_sampler.study_lock import StudyLock
 
 _log = logging.getLogger(__name__)
 
@@ -85,7 +82,7 @@ def run_trials(
             next_check = time.monotonic() + poll
 
     told = False
-    lock = _BudgetLock(study)
+    lock = StudyLock(storage, study_id_of(study))
     while not should_stop():
         try:
             current.clear()
@@ -111,61 +108,11 @@ def run_trials(
             _recover(study, current.get("trial"), e, reconnect_timeout)
 
 
-@contextlib.contextmanager
-def file_lock(db: Path) -> Iterator[None]:
-    """An exclusive lock on ``<database>.nas-lock``, shared by every process on this machine."""
-    import fcntl
-
-    with open(str(db) + ".nas-lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class _BudgetLock:
-    """Serialises the taking of trials among all workers of a study: a PostgreSQL advisory lock, a
-    file lock beside a SQLite database, else a lock of this process."""
-
-    def __init__(self, study: optuna.Study):
-        import threading
-
-        self._thread_lock = threading.Lock()
-        backend = backend_of(storage_of(study))
-        self._engine = getattr(backend, "engine", None)
-        self._dialect = self._engine.dialect.name if self._engine is not None else ""
-        self._key = int.from_bytes(hashlib.sha256(f"nas_sampler:{study_id_of(study)}".encode()).digest()[:8], "big")
-        self._key -= 2**63  # PostgreSQL's bigint is signed
-        self._path: str | None = None
-        if self._dialect == "sqlite":
-            db = self._engine.url.database
-            if db and db != ":memory:":
-                self._path = db
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._thread_lock:
-            if self._dialect == "postgresql":
-                with self._engine.connect() as conn:
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
-                    try:
-                        yield
-                    finally:
-                        conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-                        conn.commit()
-            elif self._path is not None:
-                with file_lock(Path(self._path)):
-                    yield
-            else:
-                yield
-
-
 def _run_one(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], Any],
     target: int,
-    lock: _BudgetLock,
+    lock: StudyLock,
     catch: tuple[type[Exception], ...],
     callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
     fail_stale: Callable[[], None],
@@ -249,13 +196,11 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
                 return
             trial_id, number = trial
             state = backend.get_trial(trial_id).state
-            if state == optuna.trial.TrialState.RUNNING:
-                try:
-                    if not storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
-                        return
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    return  # another worker failed it as stale, and retries it
-                state = optuna.trial.TrialState.FAIL
+            if state == optuna.trial.TrialState.RUNNING:  # failed and retried as if its worker had died
+                failed = heartbeat.heal(storage, study_id_of(study), lambda: study, trial_ids=[trial_id])
+                if failed and storage.get_heartbeat_stale_trial_callback() is not None:
+                    print(f"reconnected; trial {number} is retried in its slot", file=sys.stderr)
+                return
             if state != optuna.trial.TrialState.FAIL:
                 return
             everyone = backend.get_all_trials(study_id_of(study))

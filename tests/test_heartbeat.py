@@ -88,6 +88,44 @@ def test_a_running_trial_that_never_had_a_heartbeat_goes_stale(tmp_path: Path, c
     assert trials[1].state == TrialState.WAITING and trials[1].system_attrs["failed_trial"] == 0
 
 
+@pytest.mark.parametrize("path", ["fail_stale", "optuna"])
+def test_a_healer_killed_between_the_retry_and_the_failure_loses_no_slot(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill campaign found a slot failed twice and never retried: its healer died after failing the
+    retry and before retrying it (Optuna's order). Now the retry comes first; a healer killed after it
+    leaves the trial stale, and the next one fails it without a second retry."""
+    storage = _storage(tmp_path, FastRDBStorage)
+    study = _study(storage)
+    storage.create_new_trial(study_id_of(study))  # a dead worker's trial
+    time.sleep(1.3)
+
+    def heal() -> None:
+        if path == "optuna":  # what study.optimize runs before each trial
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        else:
+            heartbeat.fail_stale(study)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(FastRDBStorage, "set_trial_state_values", killed)  # the healer dies before it fails the trial
+        with pytest.raises(Killed):
+            heal()
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.WAITING]  # the retry is there already
+    heal()  # the next worker's healer
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # failed, and retried once
+    assert trials[1].system_attrs["failed_trial"] == 0
+
+
 def test_a_killed_trial_is_retried_max_retry_times_then_left_failed_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
