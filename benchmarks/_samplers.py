@@ -8,6 +8,7 @@ import optuna
 
 from nas_sampler import DartsTournament, GeneticCellSampler
 from nas_sampler.presets import load_preset
+from nas_sampler.selection import ParetoSelector
 
 Maker = Callable[[int, int, str | None], optuna.samplers.BaseSampler]  # (seed, population, data) -> sampler
 
@@ -26,6 +27,10 @@ def _genetic_darts(seed: int, population: int, data: str | None) -> optuna.sampl
 SAMPLERS: dict[str, Maker] = {
     "genetic": lambda seed, population, data: GeneticCellSampler(population_size=population, seed=seed),
     "genetic-darts": _genetic_darts,
+    # survival's overflowing front reduced by AZ-NAS's log rank instead of the rank sum
+    "genetic-log-rank": lambda seed, population, data: GeneticCellSampler(
+        population_size=population, seed=seed, selector=ParetoSelector("log_rank")
+    ),
     "nsga2": lambda seed, population, data: optuna.samplers.NSGAIISampler(population_size=population, seed=seed),
     "tpe": lambda seed, population, data: optuna.samplers.TPESampler(seed=seed, multivariate=True),
     "random": lambda seed, population, data: optuna.samplers.RandomSampler(seed=seed),

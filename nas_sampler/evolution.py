@@ -364,10 +364,16 @@ def non_dominated_sort(
     return fronts
 
 
+def _better_counts(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
+    """``[i, k]``: how many individuals are strictly better than ``i`` in objective ``k`` (its rank, 0 =
+    best, ties sharing the better rank)."""
+    v = _orient(values, directions)
+    return (v[None, :, :] < v[:, None, :]).sum(1)
+
+
 def rank_sums(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
     """Each individual's sum over objectives of its rank (0 = best; ties share the lower rank)."""
-    v = _orient(values, directions)
-    return (v[None, :, :] < v[:, None, :]).sum(1).sum(1)  # [i, k]: how many are strictly better than i in k
+    return _better_counts(values, directions).sum(1)
 
 
 def log_rank_sums(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[Any]) -> np.ndarray:
@@ -376,9 +382,8 @@ def log_rank_sums(values: np.ndarray | Sequence[Sequence[float]], directions: Se
     share the better rank) and an individual best in every objective scores 0. The log of a rank falls
     steeply near the bottom, so one very bad rank costs more than in a sum: it favours the individuals
     every objective ranks well over one objective's favourite."""
-    v = _orient(values, directions)
-    n = len(v)
-    better = (v[None, :, :] < v[:, None, :]).sum(1)  # [i, k]: how many are strictly better than i in k
+    better = _better_counts(values, directions)
+    n = len(better)
     return -np.log((n - better) / n).sum(1)
 
 
