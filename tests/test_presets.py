@@ -8,7 +8,7 @@ from nas_sampler.presets import config_from_dict, list_presets, load_preset
 
 def test_every_shipped_preset_loads() -> None:
     names = list_presets()
-    assert {"smoke", "cifar10", "nb201-cifar10", "postgres-workers"} <= set(names)
+    assert {"smoke", "cifar10", "nb201-cifar10", "nats-sss-cifar10", "postgres-workers"} <= set(names)
     for name in names:
         cfg = load_preset(name)
         assert cfg.n_trials >= cfg.search.population
