@@ -45,12 +45,14 @@ def test_sss_correlation_benchmark_runs_end_to_end(cifar10_root) -> None:
         [
             sys.executable, str(REPO / "benchmarks" / "sss_correlation.py"), "--archs", "8", "--batch-size", "8",
             "--csv", str(SSS_CSV), "--data", str(cifar10_root / "train"),
+            "--metrics", "ntk_cond,activation,jacobian,swap,expressivity", "--combos", "expressivity+params",
         ],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     last = json.loads(r.stdout.strip().splitlines()[-1])
-    assert last["archs"] == 8 and set(last["kendall_tau"]) == {"ntk_cond", "activation", "jacobian", "swap", "params"}
+    names = {"ntk_cond", "activation", "jacobian", "swap", "expressivity", "params", "expressivity+params"}
+    assert last["archs"] == 8 and set(last["kendall_tau"]) == names
     taus = last["kendall_tau"]
     assert all(t["tau"] is None or -1 <= t["tau"] <= 1 for t in taus.values())
     assert taus["params"]["tau"] > 0  # capacity ranks this space: 0.72 over 160 networks, 0.79 over these 8
