@@ -152,7 +152,7 @@ def heal(
     with StudyLock(storage, study_id)():
         # (again: another worker may have healed them meanwhile)
         ids = stale_trial_ids(storage, study_id) if trial_ids is None else trial_ids
-        retried = _retried(backend.get_all_trials(study_id, deepcopy=False)) if ids and retry_first else set()
+        retried = retried_numbers(backend.get_all_trials(study_id, deepcopy=False)) if ids and retry_first else set()
         for trial_id in ids:
             trial = copy.deepcopy(backend.get_trial(trial_id))
             if trial.state != TrialState.RUNNING:
@@ -172,7 +172,7 @@ def heal(
     return failed
 
 
-def _retried(trials: list[FrozenTrial]) -> set[int]:
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
     """The numbers of the trials that have a retry (Optuna's retry records the trials it replaces)."""
     return {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, ())}
 

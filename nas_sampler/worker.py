@@ -18,7 +18,7 @@ from typing import Any
 
 import optuna
 
-from nas_sampler import heartbeat, schema
+from nas_sampler import heartbeat
 from nas_sampler.errors import NASError
 from nas_sampler.internals import (
     backend_of,
@@ -203,8 +203,7 @@ def _recover(study: optuna.Study, trial: tuple[int, int] | None, error: BaseExce
                 return
             if state != optuna.trial.TrialState.FAIL:
                 return
-            everyone = backend.get_all_trials(study_id_of(study))
-            retried = any(number in t.system_attrs.get(schema.RETRY_HISTORY, ()) for t in everyone)
+            retried = number in heartbeat.retried_numbers(backend.get_all_trials(study_id_of(study), deepcopy=False))
             callback = storage.get_heartbeat_stale_trial_callback() if heartbeat.enabled(storage) else None
             if not retried and callback is not None:
                 callback(study, backend.get_trial(trial_id))
