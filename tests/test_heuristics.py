@@ -206,7 +206,9 @@ class UnusedHead(nn.Module):
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_ntk_ignores_parameters_the_forward_never_uses(mode: str) -> None:
     net, x = nb201_net(ARCHS[0]), batch()
-    assert rel(ntk_condition_number(UnusedHead(net), x, mode=mode), ntk_condition_number(net, x, mode=mode)) < 1e-9
+    # J is float32 and its products with itself round differently when other columns sit beside it or BLAS
+    # blocks them differently on another machine: a few float32 ulps (1e-7 each) is the same NTK.
+    assert rel(ntk_condition_number(UnusedHead(net), x, mode=mode), ntk_condition_number(net, x, mode=mode)) < 1e-6
 
 
 @pytest.mark.parametrize("make", [lambda: nb201_net(ARCHS[0]), lambda: nb201_net(ARCHS[1]), cell_net])
