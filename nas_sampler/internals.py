@@ -187,18 +187,21 @@ def _open(storage: Any) -> _RDB | None:
 
 
 def store_params(
-    trial: optuna.Trial,
+    storage: BaseStorage,
+    cached: FrozenTrial,
     values: dict[str, Any],
     dists: dict[str, BaseDistribution],
     user_attrs: dict[str, Any] | None = None,
+    system_attrs: dict[str, Any] | None = None,
 ) -> bool:
-    """Write ``values`` (drawn from ``dists``) as ``trial``'s parameters, and ``user_attrs``, in one
-    transaction and put them on the trial, so the ``suggest_*`` and ``set_user_attr`` calls that
-    follow find them and write nothing. False (nothing written) when the fast path does not apply."""
-    db = _open(trial.storage)
-    cached = getattr(trial, "_cached_frozen_trial", None)  # the copy suggest_* reads: a fresh one would not do
-    if db is None or cached is None or (user_attrs and _upsert_of(db) is None):
+    """Write ``values`` (drawn from ``dists``) as the running trial's parameters, with ``user_attrs``
+    and ``system_attrs``, in one transaction, and put them on ``cached`` (the copy an ``optuna.Trial``
+    reads), so the ``suggest_*`` and ``set_user_attr`` calls that follow find them and write nothing.
+    False (nothing written) when the fast path does not apply."""
+    db = _open(storage)
+    if db is None or ((user_attrs or system_attrs) and _upsert_of(db) is None):
         return False
+    trial_id = trial_id_of(cached)
     jsons: dict[BaseDistribution, str] = {}  # a space repeats few distributions: encode each once
     rows = []
     for name, dist in dists.items():
@@ -207,22 +210,24 @@ def store_params(
             text = jsons[dist] = distribution_to_json(dist)
         rows.append(
             {
-                "trial_id": trial_id_of(trial),
+                "trial_id": trial_id,
                 "param_name": name,
                 "param_value": dist.to_internal_repr(values[name]),
                 "distribution_json": text,
             }
         )
     with db.session(True) as session:
-        row = db.trials.find_or_raise_by_id(trial_id_of(trial), session)
-        db.storage.check_trial_is_updatable(trial_id_of(trial), row.state)
-        session.execute(db.params.insert(), rows)  # one multi-row INSERT, not one ORM object per row
-        if user_attrs:
-            _write_attrs(db, session, trial_id_of(trial), db.models.TrialUserAttributeModel, user_attrs)
+        row = db.trials.find_or_raise_by_id(trial_id, session)
+        db.storage.check_trial_is_updatable(trial_id, row.state)
+        if rows:
+            session.execute(db.params.insert(), rows)  # one multi-row INSERT, not one ORM object per row
+        _write_attrs(db, session, trial_id, db.models.TrialUserAttributeModel, user_attrs or {})
+        _write_attrs(db, session, trial_id, db.attrs, system_attrs or {})
     for name, dist in dists.items():
         cached.params[name] = values[name]
         cached.distributions[name] = dist
     cached.user_attrs.update(user_attrs or {})
+    cached.system_attrs.update(system_attrs or {})
     return True
 
 

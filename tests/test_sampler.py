@@ -20,6 +20,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from nas_sampler import DartsTournament, heartbeat, trial_reader
+from nas_sampler import sampler as sampler_module
 from nas_sampler.errors import ConfigError
 from nas_sampler.genotype import Genotype
 from nas_sampler.internals import storage_of, study_id_of, trial_id_of
@@ -363,6 +364,42 @@ def test_reading_trials_through_the_fast_path_gives_the_same_search(db, monkeypa
     fast = search("fast")
     monkeypatch.setattr(trial_reader, "read_trials", lambda *a: None)
     assert search("optuna") == fast
+
+
+@pytest.mark.parametrize(
+    "space", [CellSpace(), CellSpace(encoding="flat"), NB201Space()], ids=["cell", "flat", "nb201"]
+)
+def test_the_tag_written_with_the_parameters_stores_what_two_writes_store(
+    db, monkeypatch: pytest.MonkeyPatch, space
+) -> None:
+    """A child's slot, parameters and genotype go in one transaction; the trials stored are those of
+    the tag and the parameters written one after the other (Optuna's path)."""
+
+    def search(name: str) -> list[optuna.trial.FrozenTrial]:
+        study = optuna.create_study(
+            storage=db(name), study_name="t", directions=["minimize"] * 3, sampler=GeneticCellSampler(4, seed=2)
+        )
+        study.optimize(
+            lambda t: (lambda s: (len(s), s.count("conv"), -(sum(map(ord, s)) % 97)))(str(space.suggest(t))),
+            n_trials=14,
+        )
+        return study.get_trials()
+
+    together = []
+    one = sampler_module.store_params
+    monkeypatch.setattr(sampler_module, "store_params", lambda *a: together.append(one(*a)) or together[-1])
+    fast = search("together")
+    assert together == [True] * 14  # suggest records the space before the sampler is asked: every trial
+    monkeypatch.setattr(sampler_module, "store_params", lambda *a: False)  # as for a storage with no fast path
+    apart = search("apart")
+    for a, b in zip(fast, apart, strict=True):
+        assert (a.params, a.distributions, a.user_attrs, a.system_attrs, a.values) == (
+            b.params,
+            b.distributions,
+            b.user_attrs,
+            b.system_attrs,
+            b.values,
+        )
 
 
 # ---- workers ---------------------------------------------------------------------------------

@@ -313,7 +313,7 @@ def _store_sampled_params(trial: optuna.Trial, space: SearchSpace) -> None:
             attrs = space.genotype_attrs({**given, **values})
         except (KeyError, GenotypeError):
             attrs = {}
-        store_params(trial, values, todo, attrs)
+        store_params(storage_of(trial.study), cached, values, todo, attrs)
 
 
 def _genotype_attrs(raw: Genotype, g: Genotype) -> dict[str, str]:
