@@ -9,7 +9,8 @@ storage, so process start-up is not counted), the speed-up over one worker, and 
 share of each trial's time (of which: waiting for the previous generation at a boundary), and the
 utilisation: the objective's busy worker-seconds over workers x span. With ``--sigma`` the objective's
 durations are log-normal, as real scoring times are uneven. The last line is one JSON object with
-``speedup_4_workers`` and ``utilisation``.
+``utilisation``, ``trials_per_s``, ``sampler_share`` and ``wait_share`` per mode and worker count,
+and the first mode's ``speedup_<W>_workers``.
 
 With W workers and P children per generation at most P / (W * ceil(P / W)) of the workers' time can
 be busy (population 20 on 16 workers: 62 %).
@@ -222,21 +223,24 @@ def main() -> None:
     finally:
         if drop is not None:
             drop()
-    results = by_mode[modes[0]]
-    base = results[0]["trials_per_s"]
+
+    def per_mode(key: str, digits: int) -> dict[str, dict[str, float]]:
+        return {m: {str(r["workers"]): round(r[key], digits) for r in rs} for m, rs in by_mode.items()}
+
     summary: dict[str, Any] = {
         "space": args.space,
         "trials": args.trials,
         "population": args.population,
         "sleep_s": args.sleep,
         "sigma": args.sigma,
-        "utilisation": {m: {str(r["workers"]): round(r["utilisation"], 3) for r in rs} for m, rs in by_mode.items()},
-        "trials_per_s": {str(r["workers"]): round(r["trials_per_s"], 3) for r in results},
-        "sampler_share": {str(r["workers"]): round(r["sampler_share"], 4) for r in results},
-        "wait_share": {str(r["workers"]): round(r["wait_share"], 4) for r in results},
+        "utilisation": per_mode("utilisation", 3),
+        "trials_per_s": per_mode("trials_per_s", 3),
+        "sampler_share": per_mode("sampler_share", 4),
+        "wait_share": per_mode("wait_share", 4),
     }
-    for r in results:
-        summary[f"speedup_{r['workers']}_workers"] = round(r["trials_per_s"] / base, 3)
+    first = by_mode[modes[0]]  # the speed-ups over one worker, of the first mode
+    for r in first:
+        summary[f"speedup_{r['workers']}_workers"] = round(r["trials_per_s"] / first[0]["trials_per_s"], 3)
     print(json.dumps(summary))
 
 
