@@ -31,6 +31,10 @@ SAMPLERS: dict[str, Maker] = {
     "genetic-log-rank": lambda seed, population, data: GeneticCellSampler(
         population_size=population, seed=seed, selector=ParetoSelector("log_rank")
     ),
+    # the cell space's setting (docs/results.md): more mutation, less crossover, generations of 10
+    "genetic-cell": lambda seed, population, data: GeneticCellSampler(
+        population_size=10, seed=seed, crossover_prob=0.5, mutation_prob=1.0
+    ),
     "nsga2": lambda seed, population, data: optuna.samplers.NSGAIISampler(population_size=population, seed=seed),
     "tpe": lambda seed, population, data: optuna.samplers.TPESampler(seed=seed, multivariate=True),
     "random": lambda seed, population, data: optuna.samplers.RandomSampler(seed=seed),

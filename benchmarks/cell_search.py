@@ -18,6 +18,7 @@ Degenerate networks fail their trial (the objective's default); they count in th
 line is JSON, per sampler ``{"hypervolume", "best_rank_sum", "cpu_minutes", "median_params"}``.
 
     .venv/bin/python benchmarks/cell_search.py [--samplers genetic,nsga2,tpe,random] [--seeds 3] [--budget 300]
+        [--jobs 2]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +89,8 @@ def report(runs: list[dict], samplers: list[str], seeds: list[int]) -> dict[str,
             per[s]["rank"].append(float(ranks[start : start + n].min()) if n else float("nan"))
             start += n
     result = {}
-    print(f"{'sampler':8} {'hypervolume':>11} {'best rank sum':>13} {'median params':>13} {'CPU min':>8} {'failed':>6}")
+    header = f"{'sampler':12} {'hypervolume':>11} {'best rank sum':>13} {'median params':>13} {'CPU min':>8}"
+    print(f"{header} {'failed':>6}")
     for s in samplers:
         mine = [r for r in runs if r["sampler"] == s]
         result[s] = {
@@ -99,7 +102,7 @@ def report(runs: list[dict], samplers: list[str], seeds: list[int]) -> dict[str,
         hv_sd = float(np.std(per[s]["hv"]))
         failed = float(np.mean([r["failed"] for r in mine]))
         print(
-            f"{s:8} {result[s]['hypervolume']:7.4f}±{hv_sd:.3f} {result[s]['best_rank_sum']:13.4f} "
+            f"{s:12} {result[s]['hypervolume']:7.4f}±{hv_sd:.3f} {result[s]['best_rank_sum']:13.4f} "
             f"{result[s]['median_params']:13,} {result[s]['cpu_minutes']:8.2f} {failed:6.1f}"
         )
     return result
@@ -114,6 +117,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="CIFAR-10 images in the scoring batch (default 32)")
     ap.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder (default ../shared/...)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--jobs", type=int, default=1, help="searches run at once, one process each (default 1)")
     ap.add_argument("--out", type=Path, default=None, help="write every run's values here as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,7 +125,12 @@ def main() -> None:
     require(args.data, "CIFAR-10 folder", "--data")
     samplers = [s for s in args.samplers.split(",") if s]
     seeds = list(range(args.seeds))
-    runs = [run_one(s, seed, args) for seed in seeds for s in samplers]
+    jobs = [(s, seed) for seed in seeds for s in samplers]
+    if args.jobs > 1:  # each search is seeded and runs alone in its process: the same runs as one by one
+        with ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads, initargs=(args.threads,)) as pool:
+            runs = list(pool.map(run_one, [s for s, _ in jobs], [seed for _, seed in jobs], [args] * len(jobs)))
+    else:
+        runs = [run_one(s, seed, args) for s, seed in jobs]
     print(f"CellSpace(), {args.budget} trials, seeds {seeds}, CIFAR-10 batch {args.batch_size}, three scores")
     result = report(runs, samplers, seeds)
     if args.out:

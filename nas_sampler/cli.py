@@ -53,6 +53,8 @@ _FIXED_KEYS = (
     ("search", "ntk_batch"),
     ("search", "extra_objectives"),
     ("search", "reduction"),
+    ("search", "crossover_prob"),
+    ("search", "mutation_prob"),
     ("search", "mode"),
     ("search", "max_params"),
     ("tournament",),
@@ -312,6 +314,8 @@ def build_search(cfg: SearchConfig):
         "space": space,
         "seed": cfg.study.seed,
         "reduction": cfg.search.reduction,
+        "crossover_prob": cfg.search.crossover_prob,
+        "mutation_prob": cfg.search.mutation_prob,
         "mode": cfg.search.mode,
     }
     if tournament is not None:

@@ -51,6 +51,8 @@ class SearchSettings:
     extra_objectives: list[str] = field(default_factory=list)
     metrics: list[str] | None = None  # training-free scores that are objectives (None: the three)
     reduction: str = "rank_sum"
+    crossover_prob: float = 0.9  # GeneticCellSampler's defaults
+    mutation_prob: float = 0.8
     mode: str = "generational"  # or "async": steady-state, no generation barrier (GeneticCellSampler's mode)
     max_params: int | None = None  # parameter budget, a constraint on every trial (None: none)
 
@@ -115,6 +117,12 @@ class SearchConfig:
         }.items():
             if v is not None and v < 1:
                 raise ConfigError(f"{key} = {v} is invalid: give a positive integer")
+        for key, v in {
+            "search.crossover_prob": self.search.crossover_prob,
+            "search.mutation_prob": self.search.mutation_prob,
+        }.items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{key} = {v!r} is invalid: give a probability between 0 and 1")
         if self.storage.max_retry < 0:
             raise ConfigError(f"storage.max_retry = {self.storage.max_retry} is invalid: give an integer >= 0")
         if self.search.mode == "async" and self.tournament.every > 0:

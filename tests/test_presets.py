@@ -34,6 +34,8 @@ def test_space_is_stored_canonically() -> None:
         ({"search": {"metrics": ["ntk_cond", "naswot"]}}, ["search.metrics", "'naswot'", "swap"]),
         ({"space": {"kind": "cell", "depth": 3}}, ["[space]", "depth"]),
         ({"storage": {"heartbeat_interval": 60, "grace_period": 30}}, ["grace_period", "heartbeat_interval"]),
+        ({"search": {"mutation_prob": 1.5}}, ["search.mutation_prob = 1.5", "between 0 and 1"]),
+        ({"search": {"crossover_prob": "high"}}, ["search.crossover_prob = 'high'", "probability"]),
     ],
 )
 def test_bad_preset_values_name_the_key(raw, words) -> None:
@@ -66,3 +68,13 @@ def test_preset_metrics_reach_the_objective() -> None:
     assert config_from_dict(cfg.to_dict()).search.metrics == ["swap"]  # stored and read back (resume, workers)
     objective, _ = build_search(config_from_dict({"space": {"kind": "nb201"}, "data": {"name": "builtin"}}))
     assert objective.metric_names == ["ntk_cond", "activation", "jacobian"]
+
+
+def test_preset_child_probabilities_reach_the_sampler() -> None:
+    from nas_sampler.cli import build_search
+
+    raw = {"data": {"name": "builtin"}, "search": {"crossover_prob": 0.5, "mutation_prob": 1}}
+    _, sampler = build_search(config_from_dict(raw))
+    assert (sampler.evolution_config.crossover_prob, sampler.evolution_config.mutation_prob) == (0.5, 1)
+    _, sampler = build_search(config_from_dict({"data": {"name": "builtin"}}))
+    assert (sampler.evolution_config.crossover_prob, sampler.evolution_config.mutation_prob) == (0.9, 0.8)
