@@ -80,7 +80,8 @@ def test_fast_paths_step_aside_for_other_storages() -> None:
     assert internals.read_trials(study, 0, []) is None
     trial = study.ask()
     dist = optuna.distributions.CategoricalDistribution(["a", "b"])
-    assert internals.store_params(study._storage, internals.frozen_trial_of(trial), {"op": "a"}, {"op": dist}) is False
+    cached = internals.frozen_trial_of(trial)
+    assert internals.store_params(internals.storage_of(study), cached, {"op": "a"}, {"op": dist}) is False
     assert trial.params == {}
 
 
