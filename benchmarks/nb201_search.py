@@ -2,8 +2,8 @@
 
 For each sampler and seed: a search over NB201Space scored by TrainingFreeObjective on a fixed
 CIFAR-10 batch, for a budget of scored architectures; then ONE architecture is chosen without
-looking at the ground truth (the rule of ``export_final``: the first Pareto front ordered by the sum
-of per-objective ranks; beside it, the choice with its 10 best re-scored on ``--rescore`` other
+looking at the ground truth (``--rule``, as ``export_final``'s: by default the first Pareto front ordered by the
+sum of per-objective ranks; beside it, the choice with its 10 best re-scored on ``--rescore`` other
 batches and initial weights, ``export_final(rescore=...)``) and its true CIFAR-10 test accuracy is
 looked up. Objectives (``studies/nb201-cifar10.toml``): the exact NTK on 8 images, the Jacobian score,
 SWAP, and the parameter count maximised.
@@ -59,11 +59,14 @@ def make_objective(settings: dict, seed: int) -> TrainingFreeObjective:
     )
 
 
-def rescore(study: optuna.Study, run: dict, objective: TrainingFreeObjective, n: int, truth: dict[str, float]) -> None:
+def rescore(
+    study: optuna.Study, run: dict, objective: TrainingFreeObjective, n: int, truth: dict[str, float], rule: str
+) -> None:
     """Choose again with ``n`` re-scorings of the finalists (``choose_trials(rescore=...)``): stored in
     ``run`` beside the plain choice as ``accuracy_rescored``, with its CPU time."""
     cpu0 = time.process_time()
-    (pick,) = choose_trials(study, n_cells=1, rescore=[objective.reseeded(run["seed"] + k) for k in range(1, n + 1)])
+    rescorers = [objective.reseeded(run["seed"] + k) for k in range(1, n + 1)]
+    (pick,) = choose_trials(study, n_cells=1, rule=rule, rescore=rescorers)
     run["chosen_rescored"] = pick.user_attrs["genotype"]
     run["accuracy_rescored"] = truth[pick.user_attrs["genotype"]]
     run["rescore_cpu_minutes"] = (time.process_time() - cpu0) / 60
@@ -89,7 +92,7 @@ def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth:
     study.optimize(objective, n_trials=args.budget, catch=objective.catch)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    (pick,) = choose_trials(study, n_cells=1)
+    (pick,) = choose_trials(study, n_cells=1, rule=args.rule)
     accs = np.array([truth[t.user_attrs["genotype"]] for t in trials])
     # the final ranking: the sum of per-objective ranks (choose_trials' order), best = lowest
     tau = float(kendalltau(-rank_sums([t.values for t in trials], study.directions), accs).statistic)
@@ -113,7 +116,7 @@ def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth:
         "trials": [[t.number, t.user_attrs["genotype"], list(t.values)] for t in trials],  # to re-rank offline
     }
     if args.rescore:
-        rescore(study, run, objective, args.rescore, truth)
+        rescore(study, run, objective, args.rescore, truth, args.rule)
     return run
 
 
@@ -189,7 +192,8 @@ def merge(folders: list[Path], out: Path, truth: dict[str, float], n_rescore: in
         for run in saved["runs"]:
             if n_rescore and "accuracy_rescored" not in run:
                 objective = make_objective(saved["settings"], run["seed"])
-                rescore(study_of(run, objective), run, objective, n_rescore, truth)
+                rule = saved["settings"].get("rule", "rank_sum")
+                rescore(study_of(run, objective), run, objective, n_rescore, truth, rule)
             runs.append(run)
         settings.append(saved["settings"])
     report(runs, {"merged": [str(f) for f in folders], "settings": settings}, out, max(truth.values()))
@@ -216,6 +220,12 @@ def main() -> None:
         "--metrics",
         default=",".join(ps.metrics or HEURISTIC_METRICS),
         help="training-free scores, comma-separated, of ntk_cond, activation, jacobian, swap (default %(default)s)",
+    )
+    p.add_argument(
+        "--rule",
+        default=ps.reduction,
+        choices=["rank_sum", "log_rank"],
+        help="how the one architecture is chosen from the final front (export's --rule; default %(default)s)",
     )
     p.add_argument("--cells-per-stage", type=int, default=5, help="NB201 skeleton depth (5 = the benchmark's)")
     p.add_argument("--data", type=Path, default=CIFAR10_TRAIN, help="CIFAR-10 ImageFolder train folder")

@@ -15,6 +15,7 @@ def test_nb201_search_benchmark_runs_end_to_end(tmp_path, nb201_csv, cifar10_roo
         [
             sys.executable, str(REPO / "benchmarks" / "nb201_search.py"), "--samplers", "genetic,random",
             "--seeds", "1", "--budget", "12", "--batch-size", "8", "--population", "6", "--cells-per-stage", "1",
+            "--rule", "log_rank",
             "--csv", str(nb201_csv), "--data", str(cifar10_root / "train"), "--out", str(tmp_path),
         ],
         capture_output=True, text=True, timeout=900,
@@ -35,6 +36,7 @@ def test_nb201_search_benchmark_runs_end_to_end(tmp_path, nb201_csv, cifar10_roo
         assert figures["archs_scored"] == 12
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["runs"]) == 2 and (tmp_path / "best_so_far.png").stat().st_size > 1000
+    assert saved["settings"]["rule"] == "log_rank"  # the choice rule asked for, kept for --merge
     # runs split across processes report as one: --merge reads their folders
     merged = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "nb201_search.py"), "--csv", str(nb201_csv), "--merge",
