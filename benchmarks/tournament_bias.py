@@ -21,7 +21,6 @@ with its 95 % Wilson interval (what the number of groups allows) and the CPU sec
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -31,13 +30,13 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from nas_sampler.genotype import Edge, Genotype
-from nas_sampler.space import NB201Space
-from nas_sampler.tournament import run_tournament
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CIFAR10_TRAIN, NB201_CSV, load_nb201, require  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-CSV = ROOT.parent / "shared" / "data" / "nb201" / "cifar10_test_accuracy.csv"
-CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "train"
+from nas_sampler.genotype import Edge, Genotype  # noqa: E402
+from nas_sampler.space import NB201Space  # noqa: E402
+from nas_sampler.tournament import run_tournament  # noqa: E402
+
 FREE = ("skip_connect", "avg_pool_3x3")
 CONV = ("nor_conv_1x1", "nor_conv_3x3")
 
@@ -60,7 +59,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(CIFAR) if CIFAR.is_dir() else "builtin")
+    ap.add_argument("--data", default=str(CIFAR10_TRAIN) if CIFAR10_TRAIN.is_dir() else "builtin")
+    ap.add_argument("--csv", type=Path, default=NB201_CSV, help="NAS-Bench-201 CIFAR-10 accuracies")
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--groups", type=int, default=8, help="groups of four random cells")
     ap.add_argument("--seeds", type=int, default=2)
@@ -70,10 +70,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if not CSV.is_file():
-        print(f"NAS-Bench-201 ground truth not found at {CSV}; cannot score winners", file=sys.stderr)
-        return 1
-    acc = {row["arch"]: float(row["cifar10_test_accuracy"]) for row in csv.DictReader(CSV.open())}
+    acc = load_nb201(require(args.csv, "NAS-Bench-201 ground truth", "--csv"))
     space = NB201Space()
     from nas_sampler.data import load_dataset
 
