@@ -323,6 +323,15 @@ def build_search(cfg: SearchConfig):
     return objective, GeneticCellSampler(**sampler_kwargs)
 
 
+def _search_reduction(study: optuna.Study) -> str:
+    """The rule a search ranked its survivors by (``search.reduction``), so that the final choice ranks
+    alike; ``rank_sum`` for a study that ``nas-sampler search`` did not start."""
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        return "rank_sum"
+    return config_from_dict(stored, source=f"study {study.study_name!r}").search.reduction
+
+
 def _artifact_store(artifact_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
     artifact_dir.mkdir(parents=True, exist_ok=True)
     return optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
@@ -591,8 +600,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         objective, _ = build_search(cfg)
         rescore = [objective.reseeded(cfg.study.seed + k) for k in range(1, args.rescore + 1)]
     record = export_final(
-        study, args.out, n_cells=args.cells, rule=args.rule, trials=trials, seed=args.seed, rescore=rescore
-    )
+        study, args.out, n_cells=args.cells, rule=args.rule or _search_reduction(study), trials=trials,
+        seed=args.seed, rescore=rescore,
+    )  # fmt: skip
     print(
         f"wrote {record['path']} ({len(record['genotypes'])} cells from trials {record['trials']}) and "
         f"{record['program']} (loads with torch.export.load, no nas-sampler needed); train it with:\n"
@@ -694,10 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cells", type=int, help="cells to stack (default 3 for cell spaces, 1 for nb201)")
     e.add_argument(
         "--rule",
-        default="rank_sum",
         choices=list(RULES),
-        help="how to choose cells (default rank_sum: first front by sum of per-objective ranks; log_rank:\n"
-        "by AZ-NAS's sum of log ranks, which punishes one very bad rank more)",
+        help="how to choose cells (default: the search's search.reduction, else rank_sum: first front by sum of\n"
+        "per-objective ranks; log_rank: by AZ-NAS's sum of log ranks, which punishes one very bad rank more)",
     )
     e.add_argument("--trials", help="comma-separated trial numbers to use instead of a rule")
     e.add_argument(

@@ -61,6 +61,20 @@ def test_search_front_export_and_resume(tmp_path, capsys, monkeypatch) -> None:
     assert set(again["trials"]) <= {t.number for t in study.trials} and len(again["genotypes"]) == 2
 
 
+def test_export_chooses_by_the_searchs_reduction_unless_told(tmp_path, capsys, monkeypatch) -> None:
+    """A search that ranked survivors by ``search.reduction = "log_rank"`` is exported by the same rule;
+    ``--rule`` still chooses another."""
+    monkeypatch.chdir(tmp_path)
+    preset = tmp_path / "logrank.toml"
+    smoke = (Path(cli.__file__).resolve().parents[1] / "studies" / "smoke.toml").read_text()
+    preset.write_text(smoke.replace("[search]", '[search]\nreduction = "log_rank"'))
+    assert main(["search", "--preset", str(preset), "--population", "4", "--batch-size", "8", "--trials", "6"]) == 0
+    assert main(["export", "--study", "smoke", "--out", "final.json", "--cells", "1"]) == 0
+    assert json.loads((tmp_path / "final.json").read_text())["rule"] == "log_rank"
+    assert main(["export", "--study", "smoke", "--out", "other.json", "--cells", "1", "--rule", "rank_sum"]) == 0
+    assert json.loads((tmp_path / "other.json").read_text())["rule"] == "rank_sum"
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["search", *SMALL, "--trials", "4"]) == 0
