@@ -38,7 +38,7 @@ from _common import CIFAR10_TRAIN, NB201_CSV, NB201_PRESET, load_nb201, require 
 from _samplers import SAMPLERS, make_sampler  # noqa: E402
 
 from nas_sampler import NB201Space, TrainingFreeObjective  # noqa: E402
-from nas_sampler.evolution import rank_sums  # noqa: E402
+from nas_sampler.evolution import AGGREGATIONS, rank_sums  # noqa: E402
 from nas_sampler.final import choose_trials  # noqa: E402
 from nas_sampler.objective import HEURISTIC_METRICS  # noqa: E402
 from nas_sampler.space import record_space  # noqa: E402
@@ -94,7 +94,7 @@ def run_one(name: str, seed: int, objective: TrainingFreeObjective, args, truth:
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     (pick,) = choose_trials(study, n_cells=1, rule=args.rule)
     accs = np.array([truth[t.user_attrs["genotype"]] for t in trials])
-    # the final ranking: the sum of per-objective ranks (choose_trials' order), best = lowest
+    # the final ranking: the sum of per-objective ranks (choose_trials' order under rank_sum), best = lowest
     tau = float(kendalltau(-rank_sums([t.values for t in trials], study.directions), accs).statistic)
     seen = [truth.get(t.user_attrs.get("genotype", ""), np.nan) for t in study.trials]
     tenth = max(1, len(accs) // 10)
@@ -189,10 +189,10 @@ def merge(folders: list[Path], out: Path, truth: dict[str, float], n_rescore: in
         if not path.is_file():
             raise SystemExit(f"--merge: {path} does not exist; give folders written by --out")
         saved = json.loads(path.read_text())
+        rule = saved["settings"].get("rule", "rank_sum")  # runs saved before --rule chose by the rank sum
         for run in saved["runs"]:
             if n_rescore and "accuracy_rescored" not in run:
                 objective = make_objective(saved["settings"], run["seed"])
-                rule = saved["settings"].get("rule", "rank_sum")
                 rescore(study_of(run, objective), run, objective, n_rescore, truth, rule)
             runs.append(run)
         settings.append(saved["settings"])
@@ -224,7 +224,7 @@ def main() -> None:
     p.add_argument(
         "--rule",
         default=ps.reduction,
-        choices=["rank_sum", "log_rank"],
+        choices=list(AGGREGATIONS),
         help="how the one architecture is chosen from the final front (export's --rule; default %(default)s)",
     )
     p.add_argument("--cells-per-stage", type=int, default=5, help="NB201 skeleton depth (5 = the benchmark's)")

@@ -323,15 +323,6 @@ def build_search(cfg: SearchConfig):
     return objective, GeneticCellSampler(**sampler_kwargs)
 
 
-def _search_reduction(study: optuna.Study) -> str:
-    """The rule a search ranked its survivors by (``search.reduction``), so that the final choice ranks
-    alike; ``rank_sum`` for a study that ``nas-sampler search`` did not start."""
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
-        return "rank_sum"
-    return config_from_dict(stored, source=f"study {study.study_name!r}").search.reduction
-
-
 def _artifact_store(artifact_dir: Path) -> optuna.artifacts.FileSystemArtifactStore:
     artifact_dir.mkdir(parents=True, exist_ok=True)
     return optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
@@ -588,21 +579,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     trials = _trial_numbers(args.trials) if args.trials else None
     if args.rescore is not None and args.rescore < 0:
         raise UsageError(f"--rescore {args.rescore} is invalid: give the number of extra scorings, 0 or more")
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    cfg = None if stored is None else config_from_dict(stored, source=f"study {args.study!r}")
     rescore = []
     if args.rescore:
-        stored = study.user_attrs.get(CONFIG_ATTR)
-        if stored is None:
+        if cfg is None:
             raise ConfigError(
                 f"--rescore needs the search's settings, and study {args.study!r} was not started by nas-sampler "
                 "search; re-score in Python: export_final(..., rescore=[objective.reseeded(s) for s in (1, 2)])"
             )
-        cfg = config_from_dict(stored, source=f"study {args.study!r}")
         objective, _ = build_search(cfg)
         rescore = [objective.reseeded(cfg.study.seed + k) for k in range(1, args.rescore + 1)]
+    # by default the final choice ranks as the search ranked its survivors (search.reduction)
+    rule = args.rule or (cfg.search.reduction if cfg is not None else "rank_sum")
     record = export_final(
-        study, args.out, n_cells=args.cells, rule=args.rule or _search_reduction(study), trials=trials,
-        seed=args.seed, rescore=rescore,
-    )  # fmt: skip
+        study, args.out, n_cells=args.cells, rule=rule, trials=trials, seed=args.seed, rescore=rescore
+    )
     print(
         f"wrote {record['path']} ({len(record['genotypes'])} cells from trials {record['trials']}) and "
         f"{record['program']} (loads with torch.export.load, no nas-sampler needed); train it with:\n"

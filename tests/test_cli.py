@@ -18,7 +18,7 @@ from nas_sampler import cli
 from nas_sampler.cli import main
 from nas_sampler.errors import ConfigError
 from nas_sampler.internals import storage_of, study_id_of, trial_id_of
-from nas_sampler.presets import config_from_dict
+from nas_sampler.presets import config_from_dict, find_preset
 
 SMALL = ["--preset", "smoke", "--population", "4", "--batch-size", "8"]
 
@@ -66,8 +66,7 @@ def test_export_chooses_by_the_searchs_reduction_unless_told(tmp_path, capsys, m
     ``--rule`` still chooses another."""
     monkeypatch.chdir(tmp_path)
     preset = tmp_path / "logrank.toml"
-    smoke = (Path(cli.__file__).resolve().parents[1] / "studies" / "smoke.toml").read_text()
-    preset.write_text(smoke.replace("[search]", '[search]\nreduction = "log_rank"'))
+    preset.write_text(find_preset("smoke").read_text().replace("[search]", '[search]\nreduction = "log_rank"'))
     assert main(["search", "--preset", str(preset), "--population", "4", "--batch-size", "8", "--trials", "6"]) == 0
     assert main(["export", "--study", "smoke", "--out", "final.json", "--cells", "1"]) == 0
     assert json.loads((tmp_path / "final.json").read_text())["rule"] == "log_rank"
