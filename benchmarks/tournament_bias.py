@@ -5,7 +5,8 @@ Two experiments on NAS-Bench-201 cells, each one supernet per seed (see nas_samp
 * ``pairs``: groups of two, a parameter-free cell (every edge skip_connect or avg_pool_3x3) against a
   convolutional cell (every edge nor_conv_1x1 or nor_conv_3x3), in random order. Reports how often the
   parameter-free cell wins, and how often the winner has the higher NAS-Bench-201 CIFAR-10 accuracy.
-* ``random``: groups of four random cells (all-``none`` cells excluded). Reports how often the winner is
+* ``random``: groups of four random cells (all-``none`` cells excluded; with ``--min-accuracy``, only cells
+  of at least that NAS-Bench-201 accuracy, the near-ties a search's finalists are). Reports how often the winner is
   the group's best by NAS-Bench-201 accuracy (chance: 1/4), the mean Kendall tau between alpha and
   accuracy within a group, and the share of parameter-free edges (skip/pool) among winners vs all.
 
@@ -68,6 +69,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--min-accuracy", type=float, default=None, help="draw the groups' cells among those of at least this accuracy"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     acc = load_nb201(require(args.csv, "NAS-Bench-201 ground truth", "--csv"))
@@ -82,6 +86,8 @@ def main() -> int:
     free_wins = better_wins = n_pairs = 0
     best_wins = n_groups = 0
     taus: list[float] = []
+    gain: list[float] = []  # the winner's accuracy above its group's mean (a random pick's expectation)
+    lowest: list[float] = []
     win_free: list[float] = []
     all_free: list[float] = []
     for seed in range(args.seeds):
@@ -110,7 +116,8 @@ def main() -> int:
             group = []
             while len(group) < 4:
                 g = space.random(rng)
-                if any(e.op != "none" for _, e in g.edges()) and g not in cands:
+                good = args.min_accuracy is None or acc[str(g)] >= args.min_accuracy
+                if good and any(e.op != "none" for _, e in g.edges()) and g not in cands:
                     group.append(len(cands))
                     cands.append(g)
             groups.append(group)
@@ -120,6 +127,8 @@ def main() -> int:
         for g, w in zip(groups, r.winners, strict=True):
             accs = [acc[str(cands[i])] for i in g]
             best_wins += acc[str(cands[w])] == max(accs)
+            gain.append(acc[str(cands[w])] - float(np.mean(accs)))
+            lowest.append(min(accs))
             tau = kendalltau([r.alphas[i] for i in g], accs).statistic
             if np.isfinite(tau):
                 taus.append(float(tau))
@@ -143,6 +152,9 @@ def main() -> int:
         "winner_is_group_best_by_nb201": round(best_wins / n_groups, 3) if n_groups else None,
         "group_best_95ci": wilson(best_wins, n_groups) if n_groups else None,
         "chance_group_best": 0.25,
+        "min_accuracy": args.min_accuracy,
+        "lowest_group_cell_accuracy": min(lowest) if lowest else None,
+        "winner_accuracy_above_group_mean": round(float(np.mean(gain)), 3) if gain else None,
         "mean_kendall_tau_alpha_vs_accuracy": round(float(np.mean(taus)), 3) if taus else None,
         "parameter_free_edge_share_winners": round(float(np.mean(win_free)), 3) if win_free else None,
         "parameter_free_edge_share_all": round(float(np.mean(all_free)), 3) if all_free else None,
