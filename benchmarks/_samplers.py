@@ -7,17 +7,20 @@ from collections.abc import Callable
 import optuna
 
 from nas_sampler import DartsTournament, GeneticCellSampler
+from nas_sampler.presets import load_preset
 from nas_sampler.selection import ParetoSelector
 
 Maker = Callable[[int, int, str | None], optuna.samplers.BaseSampler]  # (seed, population, data) -> sampler
 
 
 def _genetic_darts(seed: int, population: int, data: str | None) -> optuna.samplers.BaseSampler:
-    """The genetic sampler with the DARTS tournament the nb201-cifar10 preset ran until 2026-12-07 (every
-    3rd generation, groups of 4, 20 joint steps on batches of 32: docs/results.md), on ``data``."""
+    """The genetic sampler with the nb201-cifar10 preset's DARTS tournament, on ``data``."""
     if data is None:
         raise SystemExit("the genetic-darts sampler trains a supernet: give the benchmark's --data")
-    tournament = DartsTournament(data=data, every=3, size=4, steps=20, batch_size=32, seed=seed, device="cpu")
+    t = load_preset("nb201-cifar10").tournament
+    tournament = DartsTournament(
+        data=data, every=t.every, size=t.size, steps=t.steps, batch_size=t.batch_size, seed=seed, device="cpu"
+    )
     return GeneticCellSampler(population_size=population, seed=seed, tournament=tournament)
 
 
