@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import optuna
+from _common import NB201_PRESET
 
 from nas_sampler import DartsTournament, GeneticCellSampler
-from nas_sampler.presets import load_preset
 from nas_sampler.selection import ParetoSelector
 
 Maker = Callable[[int, int, str | None], optuna.samplers.BaseSampler]  # (seed, population, data) -> sampler
@@ -17,7 +17,7 @@ def _genetic_darts(seed: int, population: int, data: str | None) -> optuna.sampl
     """The genetic sampler with the nb201-cifar10 preset's DARTS tournament, on ``data``."""
     if data is None:
         raise SystemExit("the genetic-darts sampler trains a supernet: give the benchmark's --data")
-    t = load_preset("nb201-cifar10").tournament
+    t = NB201_PRESET.tournament
     tournament = DartsTournament(
         data=data, every=t.every, size=t.size, steps=t.steps, batch_size=t.batch_size, seed=seed, device="cpu"
     )

@@ -45,6 +45,17 @@ def test_tournament_bias_benchmark_draws_near_ties_above_the_accuracy_asked(nb20
     assert abs(figures["winner_accuracy_above_group_mean"]) <= 94.37 - 93.5
 
 
+def test_tournament_bias_benchmark_refuses_an_accuracy_too_few_cells_reach(nb201_csv) -> None:
+    r = subprocess.run(
+        [
+            sys.executable, str(REPO / "benchmarks" / "tournament_bias.py"), "--pairs", "0", "--groups", "2",
+            "--min-accuracy", "99", "--csv", str(nb201_csv),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--min-accuracy 99.0: only 0 cells reach it" in r.stderr
+
+
 def test_tournament_bias_benchmark_names_a_missing_table(tmp_path) -> None:
     missing = tmp_path / "none.csv"
     r = subprocess.run(
